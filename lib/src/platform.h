@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+// platform.h: the small OS interface under Map and the wait/wake primitives (POSIX now, Win32 later).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shmx_common.h"
+
+namespace shmx::platform {
+
+// An open shared-memory object. `handle` is a file descriptor on POSIX.
+struct ShmHandle {
+  intptr_t handle = -1;
+  uint64_t identity = 0;  // inode: tells whether a name still refers to this object
+};
+
+// The OS object name for a segment name ("cam0" -> "/shmx.cam0").
+std::string os_name(const std::string& segment);
+
+// Creates the object exclusively with exactly `permissions`. When the name is taken, sets `exists`
+// and returns an error; other failures carry the OS reason.
+Result<ShmHandle> create_exclusive(const std::string& segment, uint32_t permissions, bool& exists);
+Result<ShmHandle> open_existing(const std::string& segment);
+void close_handle(ShmHandle& handle);
+Status resize(const ShmHandle& handle, uint64_t size);
+Result<uint64_t> object_size(const ShmHandle& handle);
+// Identity of whatever the name refers to now; 0 if nothing.
+uint64_t identity_of(const std::string& segment);
+void unlink_name(const std::string& segment);
+std::vector<std::string> list_names();
+
+Result<uint8_t*> map(const ShmHandle& handle, uint64_t size);
+void unmap(uint8_t* data, uint64_t size);
+Status protect_read_only(uint8_t* data, uint64_t size);
+
+// Process-lifetime locks on single bytes of the object; released by the kernel when the process dies.
+bool try_lock_exclusive(const ShmHandle& handle, uint64_t byte);
+bool lock_shared(const ShmHandle& handle, uint64_t byte);
+void unlock(const ShmHandle& handle, uint64_t byte);
+// Whether another open of the object holds a lock on `byte` that conflicts with `exclusive`.
+bool is_locked_by_other(const ShmHandle& handle, uint64_t byte, bool exclusive);
+
+uint64_t realtime_ns();
+uint64_t random64();
+uint32_t process_id();
+
+}  // namespace shmx::platform

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+// segment.cpp: segment lifetime, geometry loading and the per-reader control ring.
+#include "segment.h"
+
+namespace shmx::detail {
+
+Segment::Segment(Map map) : map_(std::move(map)) {}
+
+Segment::~Segment() {
+  if (reader_index >= 0) unregister_reader();
+  map_.close();
+}
+
+void Segment::unref() {
+  // acq_rel: the last owner must see every other owner's writes before tearing down.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+void Segment::unregister_reader() {
+  ReaderSlot* slot = reader(static_cast<uint32_t>(reader_index));
+  // Only undo our own registration: the writer may have reaped it and given the slot to another reader.
+  if (slot->reader_id.load(std::memory_order_acquire) == reader_id) {
+    if (send_bye) ring_push(slot, ring_data(static_cast<uint32_t>(reader_index)), ring_capacity, kTlvBye, nullptr, 0);
+    slot->held_mask.store(0, std::memory_order_release);
+    if (!send_bye) {
+      // Without a BYE for the writer to process, free the slot ourselves.
+      slot->reader_id.store(0, std::memory_order_relaxed);
+      slot->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
+    }
+  }
+  map_.unlock_reader(static_cast<uint32_t>(reader_index));
+  reader_index = -1;
+}
+
+Status Segment::load_geometry() {
+  const GlobalHeader* h = header();
+  if (Status s = validate_header(*h, map_.size()); !s) return Status(s.code(), "segment '" + map_.name() + "': " + s.message());
+  session_id = h->session_id;
+  metadata_offset = h->metadata_offset;
+  metadata_capacity = h->metadata_capacity;
+  slot_control_offset = h->slot_control_offset;
+  slots_offset = h->slots_offset;
+  slot_payload_capacity = h->slot_payload_capacity;
+  slot_count = h->slot_count;
+  slot_stride = h->slot_stride;
+  reader_region_offset = h->reader_region_offset;
+  reader_capacity = h->reader_capacity;
+  reader_stride = h->reader_stride;
+  ring_capacity = h->control_ring_capacity;
+  reader_timeout_ms = h->reader_timeout_ms;
+  // The header may have changed between validation and these copies: check them once more.
+  return validate_header(*h, map_.size()).is_ok() && h->session_id == session_id && h->slot_count == slot_count &&
+                 h->slot_stride == slot_stride && h->reader_capacity == reader_capacity &&
+                 h->control_ring_capacity == ring_capacity && h->metadata_capacity == metadata_capacity
+             ? Status::ok()
+             : Status(Errc::Corrupt, "segment '" + map_.name() + "': header changed while being read");
+}
+
+// The ring holds TLVs back to back; positions are free-running byte counters, taken modulo the
+// capacity. A TLV never wraps: when it does not fit before the end, a pad TLV fills the rest.
+Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t type, const void* value,
+                 uint32_t length) {
+  const uint64_t need = tlv_padded_size(length);
+  if (need > capacity / 2)
+    return Status(Errc::TooLarge, "control message of " + std::to_string(length) + " bytes exceeds half the " +
+                                      std::to_string(capacity) + "-byte control ring");
+  const uint64_t head = slot->ring_head.load(std::memory_order_relaxed);  // only we write it
+  const uint64_t tail = slot->ring_tail.load(std::memory_order_acquire);  // pairs with the writer's release
+  const uint64_t at = head % capacity;
+  const uint64_t to_end = capacity - at;
+  const uint64_t pad = need > to_end ? to_end : 0;
+  if (head - tail > capacity || head - tail + pad + need > capacity) {
+    slot->ring_dropped.fetch_add(1, std::memory_order_relaxed);
+    return Status(Errc::RingFull, "control ring full (" + std::to_string(head - tail) + " of " +
+                                      std::to_string(capacity) + " bytes unread by the writer)");
+  }
+  uint64_t pos = head;
+  if (pad) {
+    TlvHeader pad_header{kTlvPad, 0, static_cast<uint32_t>(pad - sizeof(TlvHeader))};
+    std::memcpy(data + at, &pad_header, sizeof pad_header);
+    pos += pad;
+  }
+  uint8_t* dst = data + pos % capacity;
+  TlvHeader header{type, 0, length};
+  std::memcpy(dst, &header, sizeof header);
+  if (length) std::memcpy(dst + sizeof header, value, length);
+  // release: the writer that sees the new head sees the message bytes.
+  slot->ring_head.store(pos + need, std::memory_order_release);
+  return Status::ok();
+}
+
+bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint16_t& type, std::vector<uint8_t>& value,
+              Status& error) {
+  while (true) {
+    const uint64_t head = slot->ring_head.load(std::memory_order_acquire);  // pairs with the reader's release
+    uint64_t tail = slot->ring_tail.load(std::memory_order_relaxed);        // only we write it
+    if (head == tail) return false;
+    const auto reset = [&](const std::string& why) {
+      error = Status(Errc::Corrupt, "control ring of reader '" +
+                                        std::string(slot->name, strnlen(slot->name, kReaderNameLength)) + "': " + why);
+      slot->ring_tail.store(head, std::memory_order_release);
+      return false;
+    };
+    if (head - tail > capacity || head % kTlvAlignment || tail % kTlvAlignment)
+      return reset("positions " + std::to_string(tail) + ".." + std::to_string(head) + " are impossible");
+    const uint64_t at = tail % capacity;
+    TlvHeader header;
+    std::memcpy(&header, data + at, sizeof header);
+    const uint64_t size = tlv_padded_size(header.length);
+    if (header.length > capacity || size > capacity - at || size > head - tail)
+      return reset("message of " + std::to_string(header.length) + " bytes overruns the ring");
+    if (header.type != kTlvPad) {
+      type = header.type;
+      value.assign(data + at + sizeof header, data + at + sizeof header + header.length);
+    }
+    // release: the reader that sees the new tail may reuse these bytes.
+    slot->ring_tail.store(tail + size, std::memory_order_release);
+    if (header.type != kTlvPad) return true;
+  }
+}
+
+}  // namespace shmx::detail

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: MIT
+// server.cpp: the writer: segment creation, metadata updates, slot loans and commits, readers.
+#include "shmx_server.h"
+
+#include <bitset>
+
+#include "platform.h"
+#include "segment.h"
+
+namespace shmx {
+namespace {
+
+uint64_t all_slots(uint32_t count) { return count >= 64 ? ~0ull : (1ull << count) - 1; }
+
+// Union of every registered reader's holds. seq_cst: half of the loan/hold handshake (docs/design.md).
+uint64_t held_by_readers(const detail::Segment& s) {
+  uint64_t held = 0;
+  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+    const ReaderSlot* r = s.reader(i);
+    if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free))
+      held |= r->held_mask.load(std::memory_order_seq_cst);
+  }
+  return held;
+}
+
+std::string reader_name(const ReaderSlot* r) { return std::string(r->name, strnlen(r->name, kReaderNameLength)); }
+
+ReaderInfo describe(const detail::Segment& s, uint32_t index, uint64_t now) {
+  const ReaderSlot* r = s.reader(index);
+  ReaderInfo info;
+  info.index = index;
+  info.reader_id = r->reader_id.load(std::memory_order_acquire);
+  info.pid = r->pid;
+  info.name = reader_name(r);
+  const uint64_t hb = r->heartbeat_ns.load(std::memory_order_relaxed);
+  info.heartbeat_age_ns = now > hb ? now - hb : 0;
+  info.last_frame_id = r->last_frame_id.load(std::memory_order_relaxed);
+  info.frames_received = r->frames_received.load(std::memory_order_relaxed);
+  info.frames_skipped = r->frames_skipped.load(std::memory_order_relaxed);
+  info.held_slots = static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
+  return info;
+}
+
+// Returns a reader slot to the free pool; its holds go back to the writer.
+void free_reader(detail::Segment& s, uint32_t index) {
+  ReaderSlot* r = s.reader(index);
+  r->held_mask.store(0, std::memory_order_seq_cst);
+  r->reader_id.store(0, std::memory_order_relaxed);
+  // release: a reader claiming the slot next sees it cleared.
+  r->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
+}
+
+void wake_readers(detail::Segment& s) {
+  GlobalHeader* h = s.header();
+  // seq_cst increment, then seq_cst read of waiters: the writer half of the no-lost-wake-up order.
+  h->commit_futex.fetch_add(1, std::memory_order_seq_cst);
+  if (s.reader_table()->waiters.load(std::memory_order_seq_cst) != 0) futex_wake_all(&h->commit_futex);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- Loan
+
+Loan::~Loan() {
+  if (segment_) {
+    // An uncommitted loan is abandoned: the slot becomes free again.
+    detail::Segment* s = segment_;
+    s->slot_control(slot_)->seq.fetch_add(1, std::memory_order_release);
+    s->header()->loaned_mask.fetch_and(~(1ull << slot_), std::memory_order_release);
+    s->unref();
+  }
+}
+
+Loan::Loan(Loan&& o) noexcept { *this = std::move(o); }
+
+Loan& Loan::operator=(Loan&& o) noexcept {
+  if (this != &o) {
+    this->~Loan();
+    segment_ = std::exchange(o.segment_, nullptr);
+    slot_ = o.slot_;
+    payload_ = std::exchange(o.payload_, nullptr);
+    capacity_ = std::exchange(o.capacity_, 0);
+    writer_ = o.writer_;
+    o.writer_ = TlvWriter(nullptr, 0);
+  }
+  return *this;
+}
+
+void Loan::reset() {
+  segment_ = nullptr;
+  payload_ = nullptr;
+  capacity_ = 0;
+  writer_ = TlvWriter(nullptr, 0);
+}
+
+// ---------------------------------------------------------------------------- Server
+
+Server::~Server() { close(); }
+
+Server::Server(Server&& o) noexcept : segment_(std::exchange(o.segment_, nullptr)) {}
+
+Server& Server::operator=(Server&& o) noexcept {
+  if (this != &o) {
+    close();
+    segment_ = std::exchange(o.segment_, nullptr);
+  }
+  return *this;
+}
+
+Result<Server> Server::create(const std::string& name, const ServerOptions& options,
+                              const std::vector<StreamInfo>& streams) {
+  if (Status s = validate_segment_name(name); !s) return s;
+  auto plan = plan_layout(options.slot_count, options.slot_payload_capacity, options.reader_capacity,
+                          options.control_ring_capacity, options.metadata_capacity);
+  if (!plan) return Status(plan.code(), "segment '" + name + "': " + plan.status().message());
+  if (options.reader_timeout_ms == 0) return Status(Errc::InvalidArgument, "reader timeout must be at least 1 ms");
+  auto encoded = encode_metadata(streams);
+  if (!encoded) return encoded.status();
+  if (encoded->size() > plan->metadata_capacity)
+    return Status(Errc::TooLarge, "metadata of " + std::to_string(encoded->size()) + " bytes exceeds the " +
+                                      std::to_string(plan->metadata_capacity) + "-byte metadata region");
+
+  auto map = Map::create(name, plan->total_size, options.permissions);
+  if (!map) return map.status();
+  auto* seg = new detail::Segment(std::move(map).value());
+  seg->is_writer = true;
+  const LayoutPlan& p = *plan;
+  seg->session_id = platform::random64();
+  seg->metadata_offset = p.metadata_offset;
+  seg->metadata_capacity = p.metadata_capacity;
+  seg->slot_control_offset = p.slot_control_offset;
+  seg->slots_offset = p.slots_offset;
+  seg->slot_count = p.slot_count;
+  seg->slot_stride = p.slot_stride;
+  seg->slot_payload_capacity = p.slot_stride - sizeof(FrameHeader);
+  seg->reader_region_offset = p.reader_region_offset;
+  seg->reader_capacity = p.reader_capacity;
+  seg->reader_stride = p.reader_stride;
+  seg->ring_capacity = p.control_ring_capacity;
+  seg->reader_timeout_ms = options.reader_timeout_ms;
+
+  // The object is new and zero-filled; only non-zero fields are written. Readers look at nothing
+  // before `state` is Ready.
+  GlobalHeader* h = seg->header();
+  h->magic = kMagic;
+  h->layout_version = kLayoutVersion;
+  h->header_size = sizeof(GlobalHeader);
+  h->total_size = p.total_size;
+  h->session_id = seg->session_id;
+  h->created_realtime_ns = platform::realtime_ns();
+  h->writer_pid = platform::process_id();
+  h->metadata_offset = p.metadata_offset;
+  h->metadata_capacity = p.metadata_capacity;
+  h->slot_control_offset = p.slot_control_offset;
+  h->slot_count = p.slot_count;
+  h->slot_stride = p.slot_stride;
+  h->slots_offset = p.slots_offset;
+  h->slot_payload_capacity = seg->slot_payload_capacity;
+  h->reader_region_offset = p.reader_region_offset;
+  h->reader_capacity = p.reader_capacity;
+  h->reader_stride = p.reader_stride;
+  h->control_ring_capacity = p.control_ring_capacity;
+  h->reader_timeout_ms = options.reader_timeout_ms;
+  h->writer_heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+
+  Server server(seg);
+  if (Status s = server.set_metadata(streams); !s) return s;
+  // release: a reader that sees Ready sees every field above.
+  h->state.store(static_cast<uint32_t>(SegmentState::Ready), std::memory_order_release);
+  return server;
+}
+
+const std::string& Server::name() const {
+  static const std::string empty;
+  return segment_ ? segment_->map().name() : empty;
+}
+uint64_t Server::session_id() const { return segment_ ? segment_->session_id : 0; }
+uint32_t Server::slot_count() const { return segment_ ? segment_->slot_count : 0; }
+uint64_t Server::slot_payload_capacity() const { return segment_ ? segment_->slot_payload_capacity : 0; }
+
+Status Server::set_metadata(const std::vector<StreamInfo>& streams) {
+  if (!segment_) return Status(Errc::Closed, "server is closed");
+  auto encoded = encode_metadata(streams);
+  if (!encoded) return encoded.status();
+  if (encoded->size() > segment_->metadata_capacity)
+    return Status(Errc::TooLarge, "metadata of " + std::to_string(encoded->size()) + " bytes exceeds the " +
+                                      std::to_string(segment_->metadata_capacity) + "-byte metadata region");
+  MetadataHeader* m = segment_->metadata_header();
+  const uint64_t seq = m->seq.load(std::memory_order_relaxed);
+  m->seq.store(seq + 1, std::memory_order_relaxed);
+  // release fence: readers that see the data below also see the odd sequence (seqlock writer).
+  std::atomic_thread_fence(std::memory_order_release);
+  std::memcpy(segment_->metadata_data(), encoded->data(), encoded->size());
+  m->size = static_cast<uint32_t>(encoded->size());
+  m->hash = fnv1a64(encoded->data(), encoded->size());
+  m->generation = m->generation + 1;
+  // release: a reader that sees the even sequence sees the whole new copy.
+  m->seq.store(seq + 2, std::memory_order_release);
+  return Status::ok();
+}
+
+uint64_t Server::metadata_generation() const { return segment_ ? segment_->metadata_header()->generation : 0; }
+
+Result<Loan> Server::loan() {
+  if (!segment_) return Status(Errc::Closed, "server is closed");
+  detail::Segment& s = *segment_;
+  GlobalHeader* h = s.header();
+  uint64_t excluded = 0;  // slots that lost a race with a reader's hold during this call
+  for (uint32_t attempt = 0; attempt <= s.slot_count * 2; ++attempt) {
+    // acquire: a slot whose loan bit is clear has its commit (and the latest update) visible.
+    const uint64_t loaned = h->loaned_mask.load(std::memory_order_acquire);
+    const uint64_t latest = h->latest.load(std::memory_order_acquire);
+    const uint64_t held = held_by_readers(s);
+    uint64_t candidates = all_slots(s.slot_count) & ~loaned & ~held & ~excluded;
+    if (latest != 0) candidates &= ~(1ull << (latest & 0xff));
+    if (candidates == 0) break;
+    // The oldest candidate: readers still copying a recent frame are least likely to be hit.
+    uint32_t slot = 0;
+    uint64_t oldest = UINT64_MAX;
+    for (uint32_t i = 0; i < s.slot_count; ++i) {
+      if (!(candidates & (1ull << i))) continue;
+      const uint64_t fid = s.frame(i)->frame_id;
+      if (fid < oldest) oldest = fid, slot = i;
+    }
+    const uint64_t bit = 1ull << slot;
+    uint64_t expected = loaned;
+    if (!h->loaned_mask.compare_exchange_strong(expected, loaned | bit, std::memory_order_acq_rel)) continue;
+    SlotControl* c = s.slot_control(slot);
+    // seq_cst odd sequence, then seq_cst re-read of the holds: a reader that took a hold meanwhile
+    // is seen here, or sees the odd sequence itself and drops the hold.
+    c->seq.fetch_add(1, std::memory_order_seq_cst);
+    if (held_by_readers(s) & bit) {
+      c->seq.fetch_add(1, std::memory_order_seq_cst);
+      h->loaned_mask.fetch_and(~bit, std::memory_order_release);
+      excluded |= bit;
+      continue;
+    }
+    Loan loan;
+    s.ref();
+    loan.segment_ = &s;
+    loan.slot_ = slot;
+    loan.payload_ = s.payload(slot);
+    loan.capacity_ = s.slot_payload_capacity;
+    loan.writer_ = TlvWriter(loan.payload_, loan.capacity_);
+    return loan;
+  }
+  h->frames_dropped.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t held = held_by_readers(s);
+  return Status(Errc::NoFreeSlot,
+                "no free slot in segment '" + s.map().name() + "': " + std::to_string(s.slot_count) + " slots, " +
+                    std::to_string(std::bitset<64>(held).count()) + " held by readers, " +
+                    std::to_string(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count()) +
+                    " loaned, 1 latest");
+}
+
+Result<uint64_t> Server::commit(Loan&& loan, const FrameInfo& info) {
+  if (!loan.valid()) return Status(Errc::InvalidArgument, "commit of an empty loan");
+  if (loan.segment_ != segment_ || !segment_) {
+    Loan dropped = std::move(loan);  // abandoned by its destructor
+    return Status(Errc::Closed, "the loan's segment is no longer this server's (closed or re-created)");
+  }
+  detail::Segment& s = *segment_;
+  GlobalHeader* h = s.header();
+  const uint32_t slot = loan.slot_;
+  const uint64_t frame_id = s.next_frame_id.fetch_add(1, std::memory_order_relaxed);
+  FrameHeader* f = s.frame(slot);
+  f->frame_id = frame_id;
+  f->session_id = s.session_id;
+  f->publish_ns = monotonic_ns();
+  f->timestamp_ns = info.timestamp_ns;
+  f->flags = info.flags;
+  f->payload_size = static_cast<uint32_t>(loan.writer_.size());
+  f->metadata_generation = s.metadata_header()->generation;
+  // release: a reader that sees the even sequence sees the header and payload.
+  s.slot_control(slot)->seq.fetch_add(1, std::memory_order_release);
+  const uint64_t packed = (frame_id << 8) | slot;
+  uint64_t current = h->latest.load(std::memory_order_relaxed);
+  // Only forward: a concurrent committer with a newer frame may already have published it.
+  while ((current >> 8) < frame_id &&
+         !h->latest.compare_exchange_weak(current, packed, std::memory_order_release, std::memory_order_relaxed)) {
+  }
+  h->loaned_mask.fetch_and(~(1ull << slot), std::memory_order_release);
+  h->frames_committed.fetch_add(1, std::memory_order_relaxed);
+  h->writer_heartbeat_ns.store(f->publish_ns, std::memory_order_relaxed);
+  loan.segment_->unref();
+  loan.reset();
+  wake_readers(s);
+  return frame_id;
+}
+
+void Server::abandon(Loan&& loan) { Loan dropped = std::move(loan); }
+
+Result<uint64_t> Server::publish(const std::vector<StreamBytes>& streams, const FrameInfo& info) {
+  auto loan = this->loan();
+  if (!loan) return loan.status();
+  for (const StreamBytes& sb : streams) {
+    auto dst = loan->tlvs().reserve(kTlvStreamData, sb.stream, sb.size, kPayloadAlignment);
+    if (!dst) return Status(dst.code(), "stream " + std::to_string(sb.stream) + ": " + dst.status().message());
+    if (sb.size) std::memcpy(*dst, sb.data, sb.size);
+  }
+  return commit(std::move(loan).value(), info);
+}
+
+Result<uint64_t> Server::publish_eos() {
+  FrameInfo info;
+  info.flags = kFrameFlagEos;
+  return publish({}, info);
+}
+
+size_t Server::poll_control(const std::function<void(const ControlMessage&)>& handler) {
+  if (!segment_) return 0;
+  detail::Segment& s = *segment_;
+  size_t count = 0;
+  uint16_t type = 0;
+  std::vector<uint8_t> value;
+  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+    ReaderSlot* r = s.reader(i);
+    // acquire: pairs with the reader's release of Active; its name, pid and id are visible.
+    if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active)) continue;
+    Status error;
+    while (detail::ring_pop(r, s.ring_data(i), s.ring_capacity, type, value, error)) {
+      ++count;
+      ControlMessage msg;
+      msg.reader_index = i;
+      msg.reader_id = r->reader_id.load(std::memory_order_relaxed);
+      msg.pid = r->pid;
+      msg.reader_name = reader_name(r);
+      msg.type = type;
+      msg.value = value;
+      if (handler) handler(msg);
+      if (type == kTlvBye) {
+        free_reader(s, i);
+        break;
+      }
+    }
+    if (!error.is_ok()) log(LogLevel::Warning, "segment '" + s.map().name() + "': " + error.message());
+  }
+  return count;
+}
+
+std::vector<ReaderInfo> Server::readers() const {
+  std::vector<ReaderInfo> out;
+  if (!segment_) return out;
+  const uint64_t now = monotonic_ns();
+  for (uint32_t i = 0; i < segment_->reader_capacity; ++i) {
+    if (segment_->reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active))
+      continue;
+    ReaderInfo info = describe(*segment_, i, now);
+    info.alive = segment_->map().reader_alive(i);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::vector<ReaderInfo> Server::reap_stale_readers() {
+  std::vector<ReaderInfo> reaped;
+  if (!segment_) return reaped;
+  detail::Segment& s = *segment_;
+  const uint64_t now = monotonic_ns();
+  const uint64_t timeout_ns = uint64_t{s.reader_timeout_ms} * 1000000ull;
+  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+    const uint32_t state = s.reader(i)->state.load(std::memory_order_acquire);
+    if (state == static_cast<uint32_t>(ReaderState::Free)) continue;
+    ReaderInfo info = describe(s, i, now);
+    info.alive = s.map().reader_alive(i);
+    // A Claimed slot has no heartbeat yet; only a dead owner frees it.
+    const bool stale = state == static_cast<uint32_t>(ReaderState::Active) && info.heartbeat_age_ns > timeout_ns;
+    if (info.alive && !stale) continue;
+    free_reader(s, i);
+    log(LogLevel::Info, "segment '" + s.map().name() + "': reaped reader '" + info.name + "' (pid " +
+                            std::to_string(info.pid) + (info.alive ? ", heartbeat timed out)" : ", process gone)"));
+    reaped.push_back(std::move(info));
+  }
+  return reaped;
+}
+
+ServerStats Server::stats() const {
+  ServerStats st;
+  if (!segment_) return st;
+  const GlobalHeader* h = segment_->header();
+  st.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
+  st.frames_dropped = h->frames_dropped.load(std::memory_order_relaxed);
+  st.slots_held_by_readers = static_cast<uint32_t>(std::bitset<64>(held_by_readers(*segment_)).count());
+  st.slots_loaned = static_cast<uint32_t>(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count());
+  return st;
+}
+
+void Server::heartbeat() {
+  if (segment_) segment_->header()->writer_heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+}
+
+void Server::close() {
+  if (!segment_) return;
+  detail::Segment* s = std::exchange(segment_, nullptr);
+  s->closed.store(true, std::memory_order_relaxed);
+  // release: readers that see Closed see every frame committed before.
+  s->header()->state.store(static_cast<uint32_t>(SegmentState::Closed), std::memory_order_release);
+  wake_readers(*s);
+  s->map().unlink();
+  s->unref();  // outstanding loans keep the mapping until they are dropped
+}
+
+}  // namespace shmx
