@@ -15,7 +15,6 @@ constexpr uint64_t kWaitSliceNs = 100'000'000;          // waits re-check writer
 constexpr uint64_t kLivenessIntervalNs = 50'000'000;    // at most one lock probe per 50 ms when idle
 constexpr uint64_t kOpenRetryNs = 20'000'000;           // open_wait polls for the writer this often
 constexpr int kReadAttempts = 64;                       // torn reads retried before giving up
-constexpr int kMetadataAttempts = 2000;
 
 ReaderSlot* own_slot(const detail::Segment& s) { return s.reader(static_cast<uint32_t>(s.reader_index)); }
 
@@ -43,38 +42,10 @@ Status Client::open(const std::string& segment, const ClientOptions& options) {
 }
 
 Status Client::open_once() {
-  auto map = Map::open(name_);
-  if (!map) return map.status();
-  const GlobalHeader* h = reinterpret_cast<const GlobalHeader*>(map->data());
+  auto opened = detail::open_segment(name_);
+  if (!opened) return opened.status();
+  detail::Segment* seg = *opened;
   const std::string what = "segment '" + name_ + "'";
-  // Check identity before trusting any other field: another version may place them elsewhere.
-  if (h->magic != kMagic) {
-    if (h->magic == 0 && map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
-    return Status(Errc::NotShmx, what + " is not a shmx segment (bad magic)");
-  }
-  if (h->layout_version != kLayoutVersion)
-    return Status(Errc::VersionMismatch, what + " has layout version " + std::to_string(h->layout_version) +
-                                             "; this library reads version " + std::to_string(kLayoutVersion));
-  // acquire: pairs with the writer's release of Ready; the header is complete.
-  const uint32_t state = h->state.load(std::memory_order_acquire);
-  if (state == static_cast<uint32_t>(SegmentState::Closed))
-    return Status(Errc::Closed, what + " was closed by its writer");
-  if (state != static_cast<uint32_t>(SegmentState::Ready)) {
-    if (state != static_cast<uint32_t>(SegmentState::Init))
-      return Status(Errc::Corrupt, what + " has an invalid state " + std::to_string(state));
-    if (map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
-    return Status(Errc::WriterGone, what + " was left half-created by a writer that died");
-  }
-  auto* seg = new detail::Segment(std::move(map).value());
-  if (Status s = seg->load_geometry(); !s) {
-    seg->unref();
-    return s;
-  }
-  if (!seg->map().writer_alive()) {
-    const uint32_t pid = seg->header()->writer_pid;
-    seg->unref();
-    return Status(Errc::WriterGone, what + " has no live writer (its writer, pid " + std::to_string(pid) + ", died)");
-  }
   // Readers never write frames or metadata: everything below the reader region is read-only.
   if (Status s = seg->map().restrict_writes_below(seg->reader_region_offset); !s) {
     seg->unref();
@@ -213,38 +184,7 @@ void Client::heartbeat_loop() {
 
 Result<Metadata> Client::metadata() const {
   if (!segment_) return Status(Errc::Closed, "client is not open");
-  const detail::Segment& s = *segment_;
-  const MetadataHeader* m = s.metadata_header();
-  std::vector<uint8_t> copy;
-  for (int attempt = 0; attempt < kMetadataAttempts; ++attempt) {
-    // acquire: pairs with the writer's release of the even sequence.
-    const uint64_t seq1 = m->seq.load(std::memory_order_acquire);
-    if (seq1 & 1) {
-      std::this_thread::yield();
-      continue;
-    }
-    const uint64_t generation = m->generation;
-    const uint64_t hash = m->hash;
-    const uint32_t size = m->size;
-    const bool fits = size <= s.metadata_capacity;
-    if (fits) copy.assign(s.metadata_data(), s.metadata_data() + size);
-    // acquire fence: the copy above is complete before the sequence is checked again (seqlock reader).
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (m->seq.load(std::memory_order_relaxed) != seq1) continue;
-    if (!fits)
-      return Status(Errc::Corrupt, "segment '" + name_ + "': metadata size " + std::to_string(size) +
-                                       " exceeds its region of " + std::to_string(s.metadata_capacity) + " bytes");
-    if (fnv1a64(copy.data(), copy.size()) != hash)
-      return Status(Errc::Corrupt, "segment '" + name_ + "': metadata hash mismatch");
-    auto streams = decode_metadata(copy.data(), copy.size());
-    if (!streams) return Status(streams.code(), "segment '" + name_ + "': " + streams.status().message());
-    Metadata md;
-    md.generation = generation;
-    md.hash = hash;
-    md.streams = std::move(streams).value();
-    return md;
-  }
-  return Status(Errc::NotReady, "segment '" + name_ + "': metadata is being updated (or its writer died mid-update)");
+  return detail::read_metadata(*segment_);
 }
 
 Result<FrameView> Client::read_latest(ReadMode mode) {

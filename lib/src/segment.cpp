@@ -2,6 +2,9 @@
 // segment.cpp: segment lifetime, geometry loading and the per-reader control ring.
 #include "segment.h"
 
+#include <bitset>
+#include <thread>
+
 namespace shmx::detail {
 
 Segment::Segment(Map map) : map_(std::move(map)) {}
@@ -56,6 +59,104 @@ Status Segment::load_geometry() {
              : Status(Errc::Corrupt, "segment '" + map_.name() + "': header changed while being read");
 }
 
+Result<Segment*> open_segment(const std::string& name) {
+  auto map = Map::open(name);
+  if (!map) return map.status();
+  const GlobalHeader* h = reinterpret_cast<const GlobalHeader*>(map->data());
+  const std::string what = "segment '" + name + "'";
+  // Check identity before trusting any other field: another version may place them elsewhere.
+  if (h->magic != kMagic) {
+    if (h->magic == 0 && map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
+    return Status(Errc::NotShmx, what + " is not a shmx segment (bad magic)");
+  }
+  if (h->layout_version != kLayoutVersion)
+    return Status(Errc::VersionMismatch, what + " has layout version " + std::to_string(h->layout_version) +
+                                             "; this library reads version " + std::to_string(kLayoutVersion));
+  // acquire: pairs with the writer's release of Ready; the header is complete.
+  const uint32_t state = h->state.load(std::memory_order_acquire);
+  if (state == static_cast<uint32_t>(SegmentState::Closed)) return Status(Errc::Closed, what + " was closed by its writer");
+  if (state != static_cast<uint32_t>(SegmentState::Ready)) {
+    if (state != static_cast<uint32_t>(SegmentState::Init))
+      return Status(Errc::Corrupt, what + " has an invalid state " + std::to_string(state));
+    if (map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
+    return Status(Errc::WriterGone, what + " was left half-created by a writer that died");
+  }
+  auto* seg = new Segment(std::move(map).value());
+  if (Status s = seg->load_geometry(); !s) {
+    seg->unref();
+    return s;
+  }
+  if (!seg->map().writer_alive()) {
+    const uint32_t pid = seg->header()->writer_pid;
+    seg->unref();
+    return Status(Errc::WriterGone, what + " has no live writer (its writer, pid " + std::to_string(pid) + ", died)");
+  }
+  return seg;
+}
+
+Result<Metadata> read_metadata(const Segment& s) {
+  constexpr int kAttempts = 2000;
+  const std::string what = "segment '" + s.map().name() + "'";
+  const MetadataHeader* m = s.metadata_header();
+  std::vector<uint8_t> copy;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    // acquire: pairs with the writer's release of the even sequence.
+    const uint64_t seq1 = m->seq.load(std::memory_order_acquire);
+    if (seq1 & 1) {
+      std::this_thread::yield();
+      continue;
+    }
+    const uint64_t generation = m->generation;
+    const uint64_t hash = m->hash;
+    const uint32_t size = m->size;
+    const bool fits = size <= s.metadata_capacity;
+    if (fits) copy.assign(s.metadata_data(), s.metadata_data() + size);
+    // acquire fence: the copy above is complete before the sequence is checked again (seqlock reader).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (m->seq.load(std::memory_order_relaxed) != seq1) continue;
+    if (!fits)
+      return Status(Errc::Corrupt, what + ": metadata size " + std::to_string(size) + " exceeds its region of " +
+                                       std::to_string(s.metadata_capacity) + " bytes");
+    if (fnv1a64(copy.data(), copy.size()) != hash) return Status(Errc::Corrupt, what + ": metadata hash mismatch");
+    auto streams = decode_metadata(copy.data(), copy.size());
+    if (!streams) return Status(streams.code(), what + ": " + streams.status().message());
+    Metadata md;
+    md.generation = generation;
+    md.hash = hash;
+    md.streams = std::move(streams).value();
+    return md;
+  }
+  return Status(Errc::NotReady, what + ": metadata is being updated (or its writer died mid-update)");
+}
+
+uint64_t held_by_readers(const Segment& s) {
+  uint64_t held = 0;
+  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+    const ReaderSlot* r = s.reader(i);
+    if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free))
+      held |= r->held_mask.load(std::memory_order_seq_cst);
+  }
+  return held;
+}
+
+std::string reader_name(const ReaderSlot* r) { return std::string(r->name, strnlen(r->name, kReaderNameLength)); }
+
+ReaderInfo describe_reader(const Segment& s, uint32_t index, uint64_t now) {
+  const ReaderSlot* r = s.reader(index);
+  ReaderInfo info;
+  info.index = index;
+  info.reader_id = r->reader_id.load(std::memory_order_acquire);
+  info.pid = r->pid;
+  info.name = reader_name(r);
+  const uint64_t hb = r->heartbeat_ns.load(std::memory_order_relaxed);
+  info.heartbeat_age_ns = now > hb ? now - hb : 0;
+  info.last_frame_id = r->last_frame_id.load(std::memory_order_relaxed);
+  info.frames_received = r->frames_received.load(std::memory_order_relaxed);
+  info.frames_skipped = r->frames_skipped.load(std::memory_order_relaxed);
+  info.held_slots = static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
+  return info;
+}
+
 // The ring holds TLVs back to back; positions are free-running byte counters, taken modulo the
 // capacity. A TLV never wraps: when it does not fit before the end, a pad TLV fills the rest.
 Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t type, const void* value,
@@ -96,8 +197,7 @@ bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint16_t
     uint64_t tail = slot->ring_tail.load(std::memory_order_relaxed);        // only we write it
     if (head == tail) return false;
     const auto reset = [&](const std::string& why) {
-      error = Status(Errc::Corrupt, "control ring of reader '" +
-                                        std::string(slot->name, strnlen(slot->name, kReaderNameLength)) + "': " + why);
+      error = Status(Errc::Corrupt, "control ring of reader '" + reader_name(slot) + "': " + why);
       slot->ring_tail.store(head, std::memory_order_release);
       return false;
     };

@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "shmx_common.h"
+#include "shmx_server.h"
 
 namespace shmx::detail {
 
@@ -23,6 +23,7 @@ class Segment {
   void unref();
 
   Map& map() { return map_; }
+  const Map& map() const { return map_; }
   GlobalHeader* header() const { return reinterpret_cast<GlobalHeader*>(map_.data()); }
   MetadataHeader* metadata_header() const { return reinterpret_cast<MetadataHeader*>(map_.data() + metadata_offset); }
   uint8_t* metadata_data() const { return map_.data() + metadata_offset + sizeof(MetadataHeader); }
@@ -69,6 +70,21 @@ class Segment {
   Map map_;
   std::atomic<int32_t> refs_{1};
 };
+
+// Maps the named segment for reading and checks, in this order, that it is a shmx segment, of our
+// layout version, Ready (not being created, closed or left half-created), with a consistent header
+// and a live writer. NotFound/NotReady/WriterGone/Closed mean "no writer yet"; the rest are fatal.
+Result<Segment*> open_segment(const std::string& name);
+
+// A consistent copy of the static metadata, retried under the writer's seqlock; the hash and every
+// record are checked.
+Result<Metadata> read_metadata(const Segment& segment);
+
+// Union of every registered reader's holds (seq_cst loads: half of the loan/hold handshake).
+uint64_t held_by_readers(const Segment& segment);
+std::string reader_name(const ReaderSlot* slot);
+// A snapshot of reader slot `index` (alive is left true; the caller probes the lock).
+ReaderInfo describe_reader(const Segment& segment, uint32_t index, uint64_t now);
 
 // Control ring operations (SPSC over a ReaderSlot's ring). push: reader side; pop: writer side.
 Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t type, const void* value,

@@ -12,35 +12,6 @@ namespace {
 
 uint64_t all_slots(uint32_t count) { return count >= 64 ? ~0ull : (1ull << count) - 1; }
 
-// Union of every registered reader's holds. seq_cst: half of the loan/hold handshake (docs/design.md).
-uint64_t held_by_readers(const detail::Segment& s) {
-  uint64_t held = 0;
-  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
-    const ReaderSlot* r = s.reader(i);
-    if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free))
-      held |= r->held_mask.load(std::memory_order_seq_cst);
-  }
-  return held;
-}
-
-std::string reader_name(const ReaderSlot* r) { return std::string(r->name, strnlen(r->name, kReaderNameLength)); }
-
-ReaderInfo describe(const detail::Segment& s, uint32_t index, uint64_t now) {
-  const ReaderSlot* r = s.reader(index);
-  ReaderInfo info;
-  info.index = index;
-  info.reader_id = r->reader_id.load(std::memory_order_acquire);
-  info.pid = r->pid;
-  info.name = reader_name(r);
-  const uint64_t hb = r->heartbeat_ns.load(std::memory_order_relaxed);
-  info.heartbeat_age_ns = now > hb ? now - hb : 0;
-  info.last_frame_id = r->last_frame_id.load(std::memory_order_relaxed);
-  info.frames_received = r->frames_received.load(std::memory_order_relaxed);
-  info.frames_skipped = r->frames_skipped.load(std::memory_order_relaxed);
-  info.held_slots = static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
-  return info;
-}
-
 // Returns a reader slot to the free pool; its holds go back to the writer.
 void free_reader(detail::Segment& s, uint32_t index) {
   ReaderSlot* r = s.reader(index);
@@ -210,7 +181,7 @@ Result<Loan> Server::loan() {
     // acquire: a slot whose loan bit is clear has its commit (and the latest update) visible.
     const uint64_t loaned = h->loaned_mask.load(std::memory_order_acquire);
     const uint64_t latest = h->latest.load(std::memory_order_acquire);
-    const uint64_t held = held_by_readers(s);
+    const uint64_t held = detail::held_by_readers(s);
     uint64_t candidates = all_slots(s.slot_count) & ~loaned & ~held & ~excluded;
     if (latest != 0) candidates &= ~(1ull << (latest & 0xff));
     if (candidates == 0) break;
@@ -229,7 +200,7 @@ Result<Loan> Server::loan() {
     // seq_cst odd sequence, then seq_cst re-read of the holds: a reader that took a hold meanwhile
     // is seen here, or sees the odd sequence itself and drops the hold.
     c->seq.fetch_add(1, std::memory_order_seq_cst);
-    if (held_by_readers(s) & bit) {
+    if (detail::held_by_readers(s) & bit) {
       c->seq.fetch_add(1, std::memory_order_seq_cst);
       h->loaned_mask.fetch_and(~bit, std::memory_order_release);
       excluded |= bit;
@@ -245,7 +216,7 @@ Result<Loan> Server::loan() {
     return loan;
   }
   h->frames_dropped.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t held = held_by_readers(s);
+  const uint64_t held = detail::held_by_readers(s);
   return Status(Errc::NoFreeSlot,
                 "no free slot in segment '" + s.map().name() + "': " + std::to_string(s.slot_count) + " slots, " +
                     std::to_string(std::bitset<64>(held).count()) + " held by readers, " +
@@ -324,7 +295,7 @@ size_t Server::poll_control(const std::function<void(const ControlMessage&)>& ha
       msg.reader_index = i;
       msg.reader_id = r->reader_id.load(std::memory_order_relaxed);
       msg.pid = r->pid;
-      msg.reader_name = reader_name(r);
+      msg.reader_name = detail::reader_name(r);
       msg.type = type;
       msg.value = value;
       if (handler) handler(msg);
@@ -345,7 +316,7 @@ std::vector<ReaderInfo> Server::readers() const {
   for (uint32_t i = 0; i < segment_->reader_capacity; ++i) {
     if (segment_->reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active))
       continue;
-    ReaderInfo info = describe(*segment_, i, now);
+    ReaderInfo info = detail::describe_reader(*segment_, i, now);
     info.alive = segment_->map().reader_alive(i);
     out.push_back(std::move(info));
   }
@@ -361,7 +332,7 @@ std::vector<ReaderInfo> Server::reap_stale_readers() {
   for (uint32_t i = 0; i < s.reader_capacity; ++i) {
     const uint32_t state = s.reader(i)->state.load(std::memory_order_acquire);
     if (state == static_cast<uint32_t>(ReaderState::Free)) continue;
-    ReaderInfo info = describe(s, i, now);
+    ReaderInfo info = detail::describe_reader(s, i, now);
     info.alive = s.map().reader_alive(i);
     // A Claimed slot has no heartbeat yet; only a dead owner frees it.
     const bool stale = state == static_cast<uint32_t>(ReaderState::Active) && info.heartbeat_age_ns > timeout_ns;
@@ -380,7 +351,7 @@ ServerStats Server::stats() const {
   const GlobalHeader* h = segment_->header();
   st.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
   st.frames_dropped = h->frames_dropped.load(std::memory_order_relaxed);
-  st.slots_held_by_readers = static_cast<uint32_t>(std::bitset<64>(held_by_readers(*segment_)).count());
+  st.slots_held_by_readers = static_cast<uint32_t>(std::bitset<64>(detail::held_by_readers(*segment_)).count());
   st.slots_loaned = static_cast<uint32_t>(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count());
   return st;
 }
