@@ -31,6 +31,7 @@ enum class ReadMode {
 struct HoldToken {
   detail::Segment* segment = nullptr;
   uint32_t slot = 0;
+  uint64_t reader_id = 0;  // the registration that took the hold
   bool valid() const { return segment != nullptr; }
 };
 

@@ -291,7 +291,7 @@ struct alignas(kCacheLine) GlobalHeader {
   uint64_t metadata_offset;             // MetadataHeader
   uint64_t metadata_capacity;           // bytes of metadata data after MetadataHeader
   uint64_t slot_control_offset;         // SlotControl[slot_count]
-  uint32_t slot_count;                  // 1..kMaxSlots
+  uint32_t slot_count;                  // 3..kMaxSlots
   uint32_t slot_stride;                 // bytes per slot, multiple of kPageSize
   uint64_t slots_offset;                // first slot, page aligned
   uint64_t slot_payload_capacity;       // slot_stride - sizeof(FrameHeader)
@@ -299,13 +299,13 @@ struct alignas(kCacheLine) GlobalHeader {
   uint32_t reader_capacity;             // ReaderSlot count
   uint32_t reader_stride;               // sizeof(ReaderSlot) + control_ring_capacity
   uint32_t control_ring_capacity;       // bytes, power of two, >= 256
-  uint32_t reader_timeout_ms;           // a reader whose heartbeat is older is reaped
+  uint32_t reader_timeout_ms;           // a live reader whose heartbeat is older is reported stale
   std::atomic<uint64_t> latest;         // (frame_id << 8) | slot; 0 = no frame yet
   std::atomic<uint32_t> commit_futex;   // incremented after every commit; readers futex-wait on it
   uint32_t reserved0;
   std::atomic<uint64_t> frames_committed;
   std::atomic<uint64_t> frames_dropped;  // loans refused with NoFreeSlot
-  std::atomic<uint64_t> loaned_mask;     // slots loaned to the writer (for tools)
+  std::atomic<uint64_t> loaned_mask;     // slots loaned to the writer, claimed by fetch_or
   std::atomic<uint64_t> writer_heartbeat_ns;
   uint64_t reserved[11];
 };

@@ -20,7 +20,7 @@ struct ServerOptions {
   uint32_t control_ring_capacity = 4096;    // bytes per reader, power of two >= 256
   uint64_t metadata_capacity = 64 * 1024;   // bytes of encoded metadata
   uint32_t permissions = 0600;              // chmod bits of the segment; owner-only by default
-  uint32_t reader_timeout_ms = 5000;        // a reader silent this long is reaped (dead ones at once)
+  uint32_t reader_timeout_ms = 5000;        // a live reader silent this long is reported stale
 };
 
 // Per-frame facts supplied by the writer at commit.
@@ -68,7 +68,8 @@ struct ReaderInfo {
   uint64_t frames_received = 0;
   uint64_t frames_skipped = 0;
   uint32_t held_slots = 0;
-  bool alive = true;  // its process still holds its liveness lock
+  bool alive = true;   // its process still holds its liveness lock
+  bool stale = false;  // alive, but no heartbeat for reader_timeout_ms (stopped, hung or debugged)
 };
 
 // One message read from a reader's control ring.
@@ -134,8 +135,10 @@ class Server {
   // handled internally too: BYE frees the reader slot). Returns the number of messages.
   size_t poll_control(const std::function<void(const ControlMessage&)>& handler);
   std::vector<ReaderInfo> readers() const;
-  // Frees the slots (and held frames) of readers whose process died or whose heartbeat is older
-  // than reader_timeout_ms. Returns the readers reaped.
+  // Frees the registrations (and held slots) of readers whose process died: the kernel released
+  // their liveness lock, on exit or kill -9. Returns the readers reaped. A live reader is never
+  // reaped, however long its silence (it is reported stale): its holds may be in use. loan() calls
+  // this itself when it runs out of slots.
   std::vector<ReaderInfo> reap_stale_readers();
 
   ServerStats stats() const;

@@ -94,8 +94,10 @@ Status Client::register_reader(detail::Segment& s) {
     r->frames_skipped.store(0, std::memory_order_relaxed);
     r->held_mask.store(0, std::memory_order_relaxed);
     r->registered_ns = now;
-    // The writer consumes nothing while the slot is not Active: start the ring empty.
-    r->ring_head.store(r->ring_tail.load(std::memory_order_acquire), std::memory_order_relaxed);
+    // The writer consumes nothing while the slot is not Active: start the ring empty and aligned.
+    r->ring_tail.store(0, std::memory_order_relaxed);
+    r->ring_head.store(0, std::memory_order_relaxed);
+    r->ring_dropped.store(0, std::memory_order_relaxed);
     const uint64_t id = platform::random64();
     r->reader_id.store(id, std::memory_order_relaxed);
     // release: the writer that sees Active sees every field above.
@@ -203,15 +205,9 @@ Result<FrameView> Client::check_liveness() {
   next_liveness_check_ns_ = now + kLivenessIntervalNs;
   if (s.reader_index >= 0) own_slot(s)->heartbeat_ns.store(now, std::memory_order_relaxed);
   const bool closed = s.header()->state.load(std::memory_order_acquire) == static_cast<uint32_t>(SegmentState::Closed);
-  if (!closed && s.map().writer_alive()) {
-    if (!still_registered(s)) {
-      // The writer reaped us (heartbeat timeout): our holds are void; register again.
-      s.map().unlock_reader(static_cast<uint32_t>(s.reader_index));
-      s.reader_index = -1;
-      if (Status st = register_reader(s); !st) return st;
-    }
-    return Status(Errc::NoFrame, "no new frame");
-  }
+  // A live reader is never reaped, so a lost registration means someone else wrote our slot;
+  // read_slot() then serves copies only (no holds), and the writer sees us no longer.
+  if (!closed && s.map().writer_alive()) return Status(Errc::NoFrame, "no new frame");
   if (platform::identity_of(name_) != 0 && s.map().replaced()) {
     FrameView view;
     view.session_mismatch = true;
@@ -274,7 +270,7 @@ Result<FrameView> Client::read_slot(uint64_t latest, ReadMode mode) {
     if (hold) {
       s.ref();
       view.held = true;
-      view.hold = HoldToken{&s, slot};
+      view.hold = HoldToken{&s, slot, s.reader_id};
       view.payload = s.payload(slot);
     } else {
       view.payload = copy_buffer_.data();
@@ -329,7 +325,8 @@ Result<FrameView> Client::wait_next(uint64_t timeout_ns, ReadMode mode) {
 void Client::release(const HoldToken& hold) {
   detail::Segment* s = hold.segment;
   if (!s) return;
-  if (still_registered(*s)) {
+  // Only the registration that took the hold may clear its bit.
+  if (s->reader_index >= 0 && own_slot(*s)->reader_id.load(std::memory_order_acquire) == hold.reader_id) {
     // release: our reads of the slot happen before the writer, seeing the bit clear, reuses it.
     own_slot(*s)->held_mask.fetch_and(~(1ull << hold.slot), std::memory_order_release);
   }

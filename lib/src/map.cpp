@@ -50,9 +50,11 @@ Result<Map> Map::create(const std::string& name, uint64_t size, uint32_t permiss
     auto created = platform::create_exclusive(name, permissions, exists);
     if (created) {
       platform::ShmHandle h = *created;
-      if (!platform::try_lock_exclusive(h, 0)) {
+      // Between our create and our lock, another writer may have taken the object for a dead one's,
+      // unlinked it and created its own: then ours is nameless and we start again.
+      if (!platform::try_lock(h, 0) || platform::identity_of(name) != h.identity) {
         platform::close_handle(h);
-        continue;  // someone else is reclaiming the same name; try again
+        continue;
       }
       Map map;
       map.name_ = name;
@@ -81,7 +83,7 @@ Result<Map> Map::create(const std::string& name, uint64_t size, uint32_t permiss
       return Status(old.code(), "segment '" + name + "' exists and cannot be checked: " + old.status().message());
     }
     platform::ShmHandle h = *old;
-    if (!platform::try_lock_exclusive(h, 0)) {
+    if (!platform::try_lock(h, 0)) {
       const uint32_t pid = writer_pid_of(h);
       platform::close_handle(h);
       return Status(Errc::LiveWriter, "segment '" + name + "' already has a live writer" +
@@ -107,9 +109,10 @@ Result<Map> Map::open(const std::string& name) {
   auto size = platform::object_size(*opened);
   if (!size) return size.status();
   if (*size < sizeof(GlobalHeader)) {
+    // A writer between create and resize, or one that died there: the next writer reclaims it.
     if (map.writer_alive()) return Status(Errc::NotReady, "segment '" + name + "' is being created by its writer");
-    return Status(Errc::NotShmx, "segment '" + name + "' is " + std::to_string(*size) +
-                                     " bytes: too small for a shmx segment, and no writer holds it");
+    return Status(Errc::WriterGone, "segment '" + name + "' is " + std::to_string(*size) +
+                                        " bytes, left unfinished by a writer that died");
   }
   auto data = platform::map(*opened, *size);
   if (!data) return Status(data.code(), "segment '" + name + "': " + data.status().message());
@@ -125,19 +128,19 @@ Status Map::restrict_writes_below(uint64_t offset) {
 }
 
 bool Map::writer_alive() const {
-  return handle_ >= 0 && platform::is_locked_by_other(handle_of(handle_, identity_), 0, true);
+  return handle_ >= 0 && platform::is_locked_by_other(handle_of(handle_, identity_), 0);
 }
 
 Status Map::lock_reader(uint32_t index) {
-  if (!platform::lock_shared(handle_of(handle_, identity_), 1 + uint64_t{index}))
-    return Status(Errc::SystemError, "cannot take the liveness lock of reader " + std::to_string(index));
+  if (!platform::try_lock(handle_of(handle_, identity_), 1 + uint64_t{index}))
+    return Status(Errc::SystemError, "the liveness lock of reader slot " + std::to_string(index) + " is taken");
   return Status::ok();
 }
 
 void Map::unlock_reader(uint32_t index) { platform::unlock(handle_of(handle_, identity_), 1 + uint64_t{index}); }
 
 bool Map::reader_alive(uint32_t index) const {
-  return platform::is_locked_by_other(handle_of(handle_, identity_), 1 + uint64_t{index}, false);
+  return platform::is_locked_by_other(handle_of(handle_, identity_), 1 + uint64_t{index});
 }
 
 bool Map::replaced() const { return platform::identity_of(name_) != identity_; }

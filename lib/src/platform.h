@@ -36,12 +36,12 @@ Result<uint8_t*> map(const ShmHandle& handle, uint64_t size);
 void unmap(uint8_t* data, uint64_t size);
 Status protect_read_only(uint8_t* data, uint64_t size);
 
-// Process-lifetime locks on single bytes of the object; released by the kernel when the process dies.
-bool try_lock_exclusive(const ShmHandle& handle, uint64_t byte);
-bool lock_shared(const ShmHandle& handle, uint64_t byte);
+// Exclusive, process-lifetime locks on single bytes of the object, owned by this open of it and
+// released by the kernel when the process dies (even on kill -9).
+bool try_lock(const ShmHandle& handle, uint64_t byte);
 void unlock(const ShmHandle& handle, uint64_t byte);
-// Whether another open of the object holds a lock on `byte` that conflicts with `exclusive`.
-bool is_locked_by_other(const ShmHandle& handle, uint64_t byte, bool exclusive);
+// Whether another open of the object holds a lock on `byte`.
+bool is_locked_by_other(const ShmHandle& handle, uint64_t byte);
 
 uint64_t realtime_ns();
 uint64_t random64();

@@ -134,13 +134,8 @@ Status protect_read_only(uint8_t* data, uint64_t size) {
   return Status::ok();
 }
 
-bool try_lock_exclusive(const ShmHandle& handle, uint64_t byte) {
+bool try_lock(const ShmHandle& handle, uint64_t byte) {
   struct flock fl = byte_lock(F_WRLCK, byte);
-  return fcntl(fd_of(handle), F_OFD_SETLK, &fl) == 0;
-}
-
-bool lock_shared(const ShmHandle& handle, uint64_t byte) {
-  struct flock fl = byte_lock(F_RDLCK, byte);
   return fcntl(fd_of(handle), F_OFD_SETLK, &fl) == 0;
 }
 
@@ -149,10 +144,9 @@ void unlock(const ShmHandle& handle, uint64_t byte) {
   fcntl(fd_of(handle), F_OFD_SETLK, &fl);
 }
 
-bool is_locked_by_other(const ShmHandle& handle, uint64_t byte, bool exclusive) {
-  // Ask whether a lock of the opposite kind could be taken: a write-lock probe conflicts with any
-  // lock, a read-lock probe only with a write lock.
-  struct flock fl = byte_lock(exclusive ? F_RDLCK : F_WRLCK, byte);
+bool is_locked_by_other(const ShmHandle& handle, uint64_t byte) {
+  // A write-lock probe conflicts with any lock held through another open file description.
+  struct flock fl = byte_lock(F_WRLCK, byte);
   if (fcntl(fd_of(handle), F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume alive
   return fl.l_type != F_UNLCK;
 }

@@ -36,27 +36,25 @@ void Segment::unregister_reader() {
 }
 
 Status Segment::load_geometry() {
-  const GlobalHeader* h = header();
-  if (Status s = validate_header(*h, map_.size()); !s) return Status(s.code(), "segment '" + map_.name() + "': " + s.message());
-  session_id = h->session_id;
-  metadata_offset = h->metadata_offset;
-  metadata_capacity = h->metadata_capacity;
-  slot_control_offset = h->slot_control_offset;
-  slots_offset = h->slots_offset;
-  slot_payload_capacity = h->slot_payload_capacity;
-  slot_count = h->slot_count;
-  slot_stride = h->slot_stride;
-  reader_region_offset = h->reader_region_offset;
-  reader_capacity = h->reader_capacity;
-  reader_stride = h->reader_stride;
-  ring_capacity = h->control_ring_capacity;
-  reader_timeout_ms = h->reader_timeout_ms;
-  // The header may have changed between validation and these copies: check them once more.
-  return validate_header(*h, map_.size()).is_ok() && h->session_id == session_id && h->slot_count == slot_count &&
-                 h->slot_stride == slot_stride && h->reader_capacity == reader_capacity &&
-                 h->control_ring_capacity == ring_capacity && h->metadata_capacity == metadata_capacity
-             ? Status::ok()
-             : Status(Errc::Corrupt, "segment '" + map_.name() + "': header changed while being read");
+  // Validate and use one private copy, so that nothing another process writes meanwhile can move a
+  // bound after it was checked.
+  GlobalHeader h;
+  std::memcpy(static_cast<void*>(&h), map_.data(), sizeof h);
+  if (Status s = validate_header(h, map_.size()); !s) return Status(s.code(), "segment '" + map_.name() + "': " + s.message());
+  session_id = h.session_id;
+  metadata_offset = h.metadata_offset;
+  metadata_capacity = h.metadata_capacity;
+  slot_control_offset = h.slot_control_offset;
+  slots_offset = h.slots_offset;
+  slot_payload_capacity = h.slot_payload_capacity;
+  slot_count = h.slot_count;
+  slot_stride = h.slot_stride;
+  reader_region_offset = h.reader_region_offset;
+  reader_capacity = h.reader_capacity;
+  reader_stride = h.reader_stride;
+  ring_capacity = h.control_ring_capacity;
+  reader_timeout_ms = h.reader_timeout_ms;
+  return Status::ok();
 }
 
 Result<Segment*> open_segment(const std::string& name) {
@@ -66,7 +64,11 @@ Result<Segment*> open_segment(const std::string& name) {
   const std::string what = "segment '" + name + "'";
   // Check identity before trusting any other field: another version may place them elsewhere.
   if (h->magic != kMagic) {
-    if (h->magic == 0 && map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
+    // Zero magic: a writer between resize and initialisation, or one that died there.
+    if (h->magic == 0) {
+      if (map->writer_alive()) return Status(Errc::NotReady, what + " is being created by its writer");
+      return Status(Errc::WriterGone, what + " was left uninitialised by a writer that died");
+    }
     return Status(Errc::NotShmx, what + " is not a shmx segment (bad magic)");
   }
   if (h->layout_version != kLayoutVersion)
@@ -130,12 +132,9 @@ Result<Metadata> read_metadata(const Segment& s) {
 }
 
 uint64_t held_by_readers(const Segment& s) {
+  // Every slot, whatever its state: a hold is honoured until its bit is cleared.
   uint64_t held = 0;
-  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
-    const ReaderSlot* r = s.reader(i);
-    if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free))
-      held |= r->held_mask.load(std::memory_order_seq_cst);
-  }
+  for (uint32_t i = 0; i < s.reader_capacity; ++i) held |= s.reader(i)->held_mask.load(std::memory_order_seq_cst);
   return held;
 }
 
@@ -162,11 +161,14 @@ ReaderInfo describe_reader(const Segment& s, uint32_t index, uint64_t now) {
 Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t type, const void* value,
                  uint32_t length) {
   const uint64_t need = tlv_padded_size(length);
-  if (need > capacity / 2)
+  if (length > capacity / 2 || need > capacity / 2)
     return Status(Errc::TooLarge, "control message of " + std::to_string(length) + " bytes exceeds half the " +
                                       std::to_string(capacity) + "-byte control ring");
   const uint64_t head = slot->ring_head.load(std::memory_order_relaxed);  // only we write it
   const uint64_t tail = slot->ring_tail.load(std::memory_order_acquire);  // pairs with the writer's release
+  if (head % kTlvAlignment || tail % kTlvAlignment || head < tail || head - tail > capacity)
+    return Status(Errc::Corrupt, "control ring positions " + std::to_string(tail) + ".." + std::to_string(head) +
+                                     " are impossible");
   const uint64_t at = head % capacity;
   const uint64_t to_end = capacity - at;
   const uint64_t pad = need > to_end ? to_end : 0;
@@ -190,18 +192,17 @@ Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t ty
   return Status::ok();
 }
 
-bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint16_t& type, std::vector<uint8_t>& value,
-              Status& error) {
+bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint64_t head, uint16_t& type,
+              std::vector<uint8_t>& value, Status& error) {
   while (true) {
-    const uint64_t head = slot->ring_head.load(std::memory_order_acquire);  // pairs with the reader's release
-    uint64_t tail = slot->ring_tail.load(std::memory_order_relaxed);        // only we write it
+    uint64_t tail = slot->ring_tail.load(std::memory_order_relaxed);  // only we write it
     if (head == tail) return false;
     const auto reset = [&](const std::string& why) {
       error = Status(Errc::Corrupt, "control ring of reader '" + reader_name(slot) + "': " + why);
       slot->ring_tail.store(head, std::memory_order_release);
       return false;
     };
-    if (head - tail > capacity || head % kTlvAlignment || tail % kTlvAlignment)
+    if (head < tail || head - tail > capacity || head % kTlvAlignment || tail % kTlvAlignment)
       return reset("positions " + std::to_string(tail) + ".." + std::to_string(head) + " are impossible");
     const uint64_t at = tail % capacity;
     TlvHeader header;

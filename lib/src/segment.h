@@ -89,9 +89,10 @@ ReaderInfo describe_reader(const Segment& segment, uint32_t index, uint64_t now)
 // Control ring operations (SPSC over a ReaderSlot's ring). push: reader side; pop: writer side.
 Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t type, const void* value,
                  uint32_t length);
-// Pops one message into `type`/`value`. Returns false when empty. A corrupt ring is reset and
-// reported through `error`.
-bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint16_t& type, std::vector<uint8_t>& value,
-              Status& error);
+// Pops one message below `head` (the caller's acquire snapshot of ring_head, so that a reader that
+// keeps writing cannot keep the writer here) into `type`/`value`. Returns false when none is left.
+// A corrupt ring is reset and reported through `error`.
+bool ring_pop(ReaderSlot* slot, const uint8_t* data, uint32_t capacity, uint64_t head, uint16_t& type,
+              std::vector<uint8_t>& value, Status& error);
 
 }  // namespace shmx::detail

@@ -12,13 +12,17 @@ namespace {
 
 uint64_t all_slots(uint32_t count) { return count >= 64 ? ~0ull : (1ull << count) - 1; }
 
-// Returns a reader slot to the free pool; its holds go back to the writer.
-void free_reader(detail::Segment& s, uint32_t index) {
+constexpr size_t kMaxMessagesPerReader = 256;  // per poll_control call: a chatty reader cannot hold the writer
+
+// Returns the registration `reader_id` to the free pool, and its holds to the writer. False if the
+// slot no longer holds that registration (the reader freed it itself and another may own it now).
+bool free_reader(detail::Segment& s, uint32_t index, uint64_t reader_id) {
   ReaderSlot* r = s.reader(index);
+  if (!r->reader_id.compare_exchange_strong(reader_id, 0, std::memory_order_acq_rel)) return false;
   r->held_mask.store(0, std::memory_order_seq_cst);
-  r->reader_id.store(0, std::memory_order_relaxed);
   // release: a reader claiming the slot next sees it cleared.
   r->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
+  return true;
 }
 
 void wake_readers(detail::Segment& s) {
@@ -177,14 +181,21 @@ Result<Loan> Server::loan() {
   detail::Segment& s = *segment_;
   GlobalHeader* h = s.header();
   uint64_t excluded = 0;  // slots that lost a race with a reader's hold during this call
-  for (uint32_t attempt = 0; attempt <= s.slot_count * 2; ++attempt) {
+  bool reaped = false;
+  for (uint32_t attempt = 0; attempt < 1000; ++attempt) {
     // acquire: a slot whose loan bit is clear has its commit (and the latest update) visible.
     const uint64_t loaned = h->loaned_mask.load(std::memory_order_acquire);
     const uint64_t latest = h->latest.load(std::memory_order_acquire);
     const uint64_t held = detail::held_by_readers(s);
     uint64_t candidates = all_slots(s.slot_count) & ~loaned & ~held & ~excluded;
     if (latest != 0) candidates &= ~(1ull << (latest & 0xff));
-    if (candidates == 0) break;
+    if (candidates == 0) {
+      // Out of slots: the holds of readers that died are the only ones we may take back, once.
+      if (reaped || held == 0) break;
+      reaped = true;
+      reap_stale_readers();
+      continue;
+    }
     // The oldest candidate: readers still copying a recent frame are least likely to be hit.
     uint32_t slot = 0;
     uint64_t oldest = UINT64_MAX;
@@ -194,8 +205,8 @@ Result<Loan> Server::loan() {
       if (fid < oldest) oldest = fid, slot = i;
     }
     const uint64_t bit = 1ull << slot;
-    uint64_t expected = loaned;
-    if (!h->loaned_mask.compare_exchange_strong(expected, loaned | bit, std::memory_order_acq_rel)) continue;
+    // Another thread loaning the same slot first is progress, not a failure: look again.
+    if (h->loaned_mask.fetch_or(bit, std::memory_order_acq_rel) & bit) continue;
     SlotControl* c = s.slot_control(slot);
     // seq_cst odd sequence, then seq_cst re-read of the holds: a reader that took a hold meanwhile
     // is seen here, or sees the odd sequence itself and drops the hold.
@@ -206,6 +217,14 @@ Result<Loan> Server::loan() {
       excluded |= bit;
       continue;
     }
+    // release fence: the stores below (and the loan holder's payload writes) are ordered after the
+    // odd sequence, so a reader's second sequence load sees the change (seqlock writer).
+    std::atomic_thread_fence(std::memory_order_release);
+    // A slot that is abandoned later must never again match the frame id `latest` named: frame ids
+    // start at 1, so 0 marks it empty.
+    FrameHeader* f = s.frame(slot);
+    f->frame_id = 0;
+    f->payload_size = 0;
     Loan loan;
     s.ref();
     loan.segment_ = &s;
@@ -226,11 +245,12 @@ Result<Loan> Server::loan() {
 
 Result<uint64_t> Server::commit(Loan&& loan, const FrameInfo& info) {
   if (!loan.valid()) return Status(Errc::InvalidArgument, "commit of an empty loan");
-  if (loan.segment_ != segment_ || !segment_) {
+  // The loan holds its own reference: the segment is alive even if the server is closing.
+  detail::Segment& s = *loan.segment_;
+  if (s.closed.load(std::memory_order_acquire)) {
     Loan dropped = std::move(loan);  // abandoned by its destructor
-    return Status(Errc::Closed, "the loan's segment is no longer this server's (closed or re-created)");
+    return Status(Errc::Closed, "segment '" + s.map().name() + "' was closed; the frame is dropped");
   }
-  detail::Segment& s = *segment_;
   GlobalHeader* h = s.header();
   const uint32_t slot = loan.slot_;
   const uint64_t frame_id = s.next_frame_id.fetch_add(1, std::memory_order_relaxed);
@@ -289,18 +309,23 @@ size_t Server::poll_control(const std::function<void(const ControlMessage&)>& ha
     // acquire: pairs with the reader's release of Active; its name, pid and id are visible.
     if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active)) continue;
     Status error;
-    while (detail::ring_pop(r, s.ring_data(i), s.ring_capacity, type, value, error)) {
+    // acquire: pairs with the reader's release of ring_head; the message bytes are visible.
+    const uint64_t head = r->ring_head.load(std::memory_order_acquire);
+    const uint64_t reader_id = r->reader_id.load(std::memory_order_relaxed);
+    for (size_t n = 0; n < kMaxMessagesPerReader &&
+                       detail::ring_pop(r, s.ring_data(i), s.ring_capacity, head, type, value, error);
+         ++n) {
       ++count;
       ControlMessage msg;
       msg.reader_index = i;
-      msg.reader_id = r->reader_id.load(std::memory_order_relaxed);
+      msg.reader_id = reader_id;
       msg.pid = r->pid;
       msg.reader_name = detail::reader_name(r);
       msg.type = type;
       msg.value = value;
       if (handler) handler(msg);
       if (type == kTlvBye) {
-        free_reader(s, i);
+        free_reader(s, i, reader_id);
         break;
       }
     }
@@ -313,11 +338,13 @@ std::vector<ReaderInfo> Server::readers() const {
   std::vector<ReaderInfo> out;
   if (!segment_) return out;
   const uint64_t now = monotonic_ns();
+  const uint64_t timeout_ns = uint64_t{segment_->reader_timeout_ms} * 1000000ull;
   for (uint32_t i = 0; i < segment_->reader_capacity; ++i) {
     if (segment_->reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active))
       continue;
     ReaderInfo info = detail::describe_reader(*segment_, i, now);
     info.alive = segment_->map().reader_alive(i);
+    info.stale = info.heartbeat_age_ns > timeout_ns;
     out.push_back(std::move(info));
   }
   return out;
@@ -328,18 +355,23 @@ std::vector<ReaderInfo> Server::reap_stale_readers() {
   if (!segment_) return reaped;
   detail::Segment& s = *segment_;
   const uint64_t now = monotonic_ns();
-  const uint64_t timeout_ns = uint64_t{s.reader_timeout_ms} * 1000000ull;
   for (uint32_t i = 0; i < s.reader_capacity; ++i) {
-    const uint32_t state = s.reader(i)->state.load(std::memory_order_acquire);
-    if (state == static_cast<uint32_t>(ReaderState::Free)) continue;
+    ReaderSlot* r = s.reader(i);
+    if (r->state.load(std::memory_order_acquire) == static_cast<uint32_t>(ReaderState::Free)) continue;
+    // Read the registration before probing the lock: if the reader frees its slot itself and a new
+    // reader claims it in between, free_reader's CAS on this id fails and the newcomer is untouched.
+    const uint64_t reader_id = r->reader_id.load(std::memory_order_acquire);
+    if (s.map().reader_alive(i)) continue;
+    // A reader that said BYE and exited is poll_control's to report, not a reap.
+    if (r->ring_head.load(std::memory_order_acquire) != r->ring_tail.load(std::memory_order_relaxed) &&
+        r->state.load(std::memory_order_acquire) == static_cast<uint32_t>(ReaderState::Active))
+      continue;
     ReaderInfo info = detail::describe_reader(s, i, now);
-    info.alive = s.map().reader_alive(i);
-    // A Claimed slot has no heartbeat yet; only a dead owner frees it.
-    const bool stale = state == static_cast<uint32_t>(ReaderState::Active) && info.heartbeat_age_ns > timeout_ns;
-    if (info.alive && !stale) continue;
-    free_reader(s, i);
+    info.reader_id = reader_id;
+    info.alive = false;
+    if (!free_reader(s, i, reader_id)) continue;
     log(LogLevel::Info, "segment '" + s.map().name() + "': reaped reader '" + info.name + "' (pid " +
-                            std::to_string(info.pid) + (info.alive ? ", heartbeat timed out)" : ", process gone)"));
+                            std::to_string(info.pid) + "): its process is gone");
     reaped.push_back(std::move(info));
   }
   return reaped;
