@@ -118,7 +118,7 @@ class Client {
   Status register_reader(detail::Segment& segment);
   void drop_segment();
   Result<FrameView> read_slot(uint64_t latest, ReadMode mode);
-  // Rate-limited checks when no frame is new: our registration, a closed or dead writer, a new session.
+  // Rate-limited checks when no frame is new: a closed or dead writer, or a new session under the name.
   Result<FrameView> check_liveness();
   void heartbeat_loop();
   bool sleep_interruptible(uint64_t ns);

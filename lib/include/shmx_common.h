@@ -345,7 +345,7 @@ struct alignas(kCacheLine) ReaderTableHeader {
 enum class ReaderState : uint32_t { Free = 0, Claimed = 1, Active = 2 };
 
 struct alignas(kCacheLine) ReaderSlot {
-  std::atomic<uint32_t> state;           // ReaderState; Free->Claimed by reader CAS, ->Free by writer reap or reader BYE
+  std::atomic<uint32_t> state;           // ReaderState; Free->Claimed by reader CAS, ->Free only via free_reader
   uint32_t pid;                          // reader's pid (informational)
   std::atomic<uint64_t> reader_id;       // random token of the current owner
   std::atomic<uint64_t> heartbeat_ns;    // reader's monotonic clock at its last heartbeat

@@ -1,20 +1,19 @@
 // SPDX-License-Identifier: MIT
 // client.cpp: the reader: registration, latest-frame copy and hold reads, futex waits, control messages.
-#include "shmx_client.h"
-
 #include <bitset>
 #include <chrono>
 
 #include "platform.h"
 #include "segment.h"
+#include "shmx_client.h"
 
 namespace shmx {
 namespace {
 
-constexpr uint64_t kWaitSliceNs = 100'000'000;          // waits re-check writer liveness this often
-constexpr uint64_t kLivenessIntervalNs = 50'000'000;    // at most one lock probe per 50 ms when idle
-constexpr uint64_t kOpenRetryNs = 20'000'000;           // open_wait polls for the writer this often
-constexpr int kReadAttempts = 64;                       // torn reads retried before giving up
+constexpr uint64_t kWaitSliceNs = 100'000'000;        // waits re-check writer liveness this often
+constexpr uint64_t kLivenessIntervalNs = 50'000'000;  // at most one lock probe per 50 ms when idle
+constexpr uint64_t kOpenRetryNs = 20'000'000;         // open_wait polls for the writer this often
+constexpr int kReadAttempts = 64;                     // torn reads retried before giving up
 
 ReaderSlot* own_slot(const detail::Segment& s) { return s.reader(static_cast<uint32_t>(s.reader_index)); }
 
@@ -74,45 +73,58 @@ Status Client::open_once() {
 
 Status Client::register_reader(detail::Segment& s) {
   const uint64_t now = monotonic_ns();
-  for (uint32_t i = 0; i < s.reader_capacity; ++i) {
-    ReaderSlot* r = s.reader(i);
-    if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free)) continue;
-    // The liveness lock first: a Claimed slot without a lock is a dead reader's, and the writer frees it.
-    if (!s.map().lock_reader(i)) continue;
-    uint32_t expected = static_cast<uint32_t>(ReaderState::Free);
-    if (!r->state.compare_exchange_strong(expected, static_cast<uint32_t>(ReaderState::Claimed),
-                                          std::memory_order_acq_rel)) {
-      s.map().unlock_reader(i);
-      continue;
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) {
+      // The table is full. Registrations of dead readers are freed by the writer's reaping; if it
+      // has not run, free them here with the same CAS, so that dead readers never lock others out.
+      for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+        const uint64_t id = s.reader(i)->reader_id.load(std::memory_order_acquire);
+        if (s.reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Free) &&
+            !s.map().reader_alive(i))
+          detail::free_reader(s, i, id);
+      }
     }
-    r->pid = platform::process_id();
-    std::memset(r->name, 0, kReaderNameLength);
-    std::memcpy(r->name, options_.reader_name.data(), std::min(options_.reader_name.size(), kReaderNameLength - 1));
-    r->heartbeat_ns.store(now, std::memory_order_relaxed);
-    r->last_frame_id.store(0, std::memory_order_relaxed);
-    r->frames_received.store(0, std::memory_order_relaxed);
-    r->frames_skipped.store(0, std::memory_order_relaxed);
-    r->held_mask.store(0, std::memory_order_relaxed);
-    r->registered_ns = now;
-    // The writer consumes nothing while the slot is not Active: start the ring empty and aligned.
-    r->ring_tail.store(0, std::memory_order_relaxed);
-    r->ring_head.store(0, std::memory_order_relaxed);
-    r->ring_dropped.store(0, std::memory_order_relaxed);
-    const uint64_t id = platform::random64();
-    r->reader_id.store(id, std::memory_order_relaxed);
-    // release: the writer that sees Active sees every field above.
-    r->state.store(static_cast<uint32_t>(ReaderState::Active), std::memory_order_release);
-    s.reader_table()->registrations.fetch_add(1, std::memory_order_relaxed);
-    s.reader_index = static_cast<int32_t>(i);
-    s.reader_id = id;
-    s.send_bye = options_.send_hello;
-    if (options_.send_hello)
-      detail::ring_push(r, s.ring_data(i), s.ring_capacity, kTlvHello, options_.reader_name.data(),
-                        static_cast<uint32_t>(options_.reader_name.size()));
-    return Status::ok();
+    for (uint32_t i = 0; i < s.reader_capacity; ++i) {
+      ReaderSlot* r = s.reader(i);
+      if (r->state.load(std::memory_order_relaxed) != static_cast<uint32_t>(ReaderState::Free)) continue;
+      // The liveness lock first: a Claimed slot without a lock is a dead reader's, and the writer frees it.
+      if (!s.map().lock_reader(i)) continue;
+      uint32_t expected = static_cast<uint32_t>(ReaderState::Free);
+      if (!r->state.compare_exchange_strong(expected, static_cast<uint32_t>(ReaderState::Claimed),
+                                            std::memory_order_acq_rel)) {
+        s.map().unlock_reader(i);
+        continue;
+      }
+      r->pid = platform::process_id();
+      std::memset(r->name, 0, kReaderNameLength);
+      std::memcpy(r->name, options_.reader_name.data(),
+                  std::min(options_.reader_name.size(), kReaderNameLength - 1));
+      r->heartbeat_ns.store(now, std::memory_order_relaxed);
+      r->last_frame_id.store(0, std::memory_order_relaxed);
+      r->frames_received.store(0, std::memory_order_relaxed);
+      r->frames_skipped.store(0, std::memory_order_relaxed);
+      r->held_mask.store(0, std::memory_order_relaxed);
+      r->registered_ns = now;
+      // The writer consumes nothing while the slot is not Active: start the ring empty and aligned.
+      r->ring_tail.store(0, std::memory_order_relaxed);
+      r->ring_head.store(0, std::memory_order_relaxed);
+      r->ring_dropped.store(0, std::memory_order_relaxed);
+      const uint64_t id = platform::random64();
+      r->reader_id.store(id, std::memory_order_relaxed);
+      // release: the writer that sees Active sees every field above.
+      r->state.store(static_cast<uint32_t>(ReaderState::Active), std::memory_order_release);
+      s.reader_table()->registrations.fetch_add(1, std::memory_order_relaxed);
+      s.reader_index = static_cast<int32_t>(i);
+      s.reader_id = id;
+      s.send_bye = options_.send_hello;
+      if (options_.send_hello)
+        detail::ring_push(r, s.ring_data(i), s.ring_capacity, kTlvHello, options_.reader_name.data(),
+                          static_cast<uint32_t>(options_.reader_name.size()));
+      return Status::ok();
+    }
   }
-  return Status(Errc::NoReaderSlot, "all " + std::to_string(s.reader_capacity) + " reader slots of segment '" +
-                                        s.map().name() + "' are taken");
+  return Status(Errc::NoReaderSlot, "all " + std::to_string(s.reader_capacity) +
+                                        " reader slots of segment '" + s.map().name() + "' are taken");
 }
 
 Status Client::open_wait(const std::string& segment, const ClientOptions& options, uint64_t timeout_ns) {
@@ -128,7 +140,8 @@ Status Client::open_wait(const std::string& segment, const ClientOptions& option
       const uint64_t now = monotonic_ns();
       if (now >= deadline)
         return Status(Errc::Timeout, "no writer on segment '" + segment + "' after " +
-                                         std::to_string(timeout_ns / 1000000) + " ms (" + last.message() + ")");
+                                         std::to_string(timeout_ns / 1000000) + " ms (" + last.message() +
+                                         ")");
       sleep = std::min(sleep, deadline - now);
     }
     sleep_interruptible(sleep);
@@ -177,7 +190,8 @@ void Client::heartbeat_loop() {
       std::lock_guard<std::mutex> seg_lock(mutex_);
       if (segment_) {
         interval_ms = std::max<uint64_t>(10, std::min<uint64_t>(1000, segment_->reader_timeout_ms / 4));
-        if (still_registered(*segment_)) own_slot(*segment_)->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+        if (still_registered(*segment_))
+          own_slot(*segment_)->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
       }
     }
     heartbeat_cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [this] { return heartbeat_stop_; });
@@ -203,8 +217,9 @@ Result<FrameView> Client::check_liveness() {
   const uint64_t now = monotonic_ns();
   if (now < next_liveness_check_ns_) return Status(Errc::NoFrame, "no new frame");
   next_liveness_check_ns_ = now + kLivenessIntervalNs;
-  if (s.reader_index >= 0) own_slot(s)->heartbeat_ns.store(now, std::memory_order_relaxed);
-  const bool closed = s.header()->state.load(std::memory_order_acquire) == static_cast<uint32_t>(SegmentState::Closed);
+  if (still_registered(s)) own_slot(s)->heartbeat_ns.store(now, std::memory_order_relaxed);
+  const bool closed =
+      s.header()->state.load(std::memory_order_acquire) == static_cast<uint32_t>(SegmentState::Closed);
   // A live reader is never reaped, so a lost registration means someone else wrote our slot;
   // read_slot() then serves copies only (no holds), and the writer sees us no longer.
   if (!closed && s.map().writer_alive()) return Status(Errc::NoFrame, "no new frame");
@@ -227,12 +242,13 @@ Result<FrameView> Client::read_slot(uint64_t latest, ReadMode mode) {
     const uint64_t frame_id = latest >> 8;
     const uint32_t slot = static_cast<uint32_t>(latest & 0xff);
     if (slot >= s.slot_count || frame_id == 0)
-      return Status(Errc::Corrupt, "segment '" + name_ + "': latest frame points at slot " + std::to_string(slot) +
-                                       " of " + std::to_string(s.slot_count));
+      return Status(Errc::Corrupt, "segment '" + name_ + "': latest frame points at slot " +
+                                       std::to_string(slot) + " of " + std::to_string(s.slot_count));
     const uint64_t bit = 1ull << slot;
     bool hold = false;
     if (mode == ReadMode::Hold && self) {
-      const uint32_t limit = options_.max_held_slots ? options_.max_held_slots : std::max(1u, s.slot_count / 4);
+      const uint32_t limit =
+          options_.max_held_slots ? options_.max_held_slots : std::max(1u, s.slot_count / 4);
       if (std::bitset<64>(self->held_mask.load(std::memory_order_relaxed)).count() < limit) {
         hold = true;
         // seq_cst: the reader half of the hold/loan handshake (docs/design.md).
@@ -282,7 +298,8 @@ Result<FrameView> Client::read_slot(uint64_t latest, ReadMode mode) {
     if (self) {
       // Only this reader writes its statistics; relaxed is enough for tools.
       self->last_frame_id.store(frame_id, std::memory_order_relaxed);
-      self->frames_received.store(self->frames_received.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      self->frames_received.store(self->frames_received.load(std::memory_order_relaxed) + 1,
+                                  std::memory_order_relaxed);
       self->frames_skipped.store(self->frames_skipped.load(std::memory_order_relaxed) + view.skipped,
                                  std::memory_order_relaxed);
     }
@@ -352,9 +369,10 @@ void Client::clear_interrupt() { interrupted_.store(false, std::memory_order_rel
 Status Client::send(uint16_t type, const void* value, uint32_t length) {
   if (!segment_) return Status(Errc::Closed, "client is not open");
   detail::Segment& s = *segment_;
-  if (!still_registered(s)) return Status(Errc::NoReaderSlot, "reader is not registered (reaped by the writer)");
-  return detail::ring_push(own_slot(s), s.ring_data(static_cast<uint32_t>(s.reader_index)), s.ring_capacity, type,
-                           value, length);
+  if (!still_registered(s))
+    return Status(Errc::NoReaderSlot, "reader lost its registration (its slot was overwritten)");
+  return detail::ring_push(own_slot(s), s.ring_data(static_cast<uint32_t>(s.reader_index)), s.ring_capacity,
+                           type, value, length);
 }
 
 Status Client::send_heartbeat() {
@@ -369,8 +387,9 @@ void Client::heartbeat() {
 }
 
 bool Client::writer_alive() const {
-  return segment_ && segment_->header()->state.load(std::memory_order_acquire) !=
-                         static_cast<uint32_t>(SegmentState::Closed) &&
+  return segment_ &&
+         segment_->header()->state.load(std::memory_order_acquire) !=
+             static_cast<uint32_t>(SegmentState::Closed) &&
          segment_->map().writer_alive();
 }
 

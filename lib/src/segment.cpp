@@ -22,14 +22,13 @@ void Segment::unref() {
 void Segment::unregister_reader() {
   ReaderSlot* slot = reader(static_cast<uint32_t>(reader_index));
   // Only undo our own registration: the writer may have reaped it and given the slot to another reader.
+  // The slot itself is freed by the writer only (on BYE, or by reaping once our lock is gone), so
+  // that no registration can appear under a poll_control that is draining this ring.
   if (slot->reader_id.load(std::memory_order_acquire) == reader_id) {
-    if (send_bye) ring_push(slot, ring_data(static_cast<uint32_t>(reader_index)), ring_capacity, kTlvBye, nullptr, 0);
+    if (send_bye)
+      ring_push(slot, ring_data(static_cast<uint32_t>(reader_index)), ring_capacity, kTlvBye, nullptr, 0);
+    // release: our reads of held slots happen before the writer reuses them.
     slot->held_mask.store(0, std::memory_order_release);
-    if (!send_bye) {
-      // Without a BYE for the writer to process, free the slot ourselves.
-      slot->reader_id.store(0, std::memory_order_relaxed);
-      slot->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
-    }
   }
   map_.unlock_reader(static_cast<uint32_t>(reader_index));
   reader_index = -1;
@@ -40,7 +39,8 @@ Status Segment::load_geometry() {
   // bound after it was checked.
   GlobalHeader h;
   std::memcpy(static_cast<void*>(&h), map_.data(), sizeof h);
-  if (Status s = validate_header(h, map_.size()); !s) return Status(s.code(), "segment '" + map_.name() + "': " + s.message());
+  if (Status s = validate_header(h, map_.size()); !s)
+    return Status(s.code(), "segment '" + map_.name() + "': " + s.message());
   session_id = h.session_id;
   metadata_offset = h.metadata_offset;
   metadata_capacity = h.metadata_capacity;
@@ -73,10 +73,12 @@ Result<Segment*> open_segment(const std::string& name) {
   }
   if (h->layout_version != kLayoutVersion)
     return Status(Errc::VersionMismatch, what + " has layout version " + std::to_string(h->layout_version) +
-                                             "; this library reads version " + std::to_string(kLayoutVersion));
+                                             "; this library reads version " +
+                                             std::to_string(kLayoutVersion));
   // acquire: pairs with the writer's release of Ready; the header is complete.
   const uint32_t state = h->state.load(std::memory_order_acquire);
-  if (state == static_cast<uint32_t>(SegmentState::Closed)) return Status(Errc::Closed, what + " was closed by its writer");
+  if (state == static_cast<uint32_t>(SegmentState::Closed))
+    return Status(Errc::Closed, what + " was closed by its writer");
   if (state != static_cast<uint32_t>(SegmentState::Ready)) {
     if (state != static_cast<uint32_t>(SegmentState::Init))
       return Status(Errc::Corrupt, what + " has an invalid state " + std::to_string(state));
@@ -91,7 +93,8 @@ Result<Segment*> open_segment(const std::string& name) {
   if (!seg->map().writer_alive()) {
     const uint32_t pid = seg->header()->writer_pid;
     seg->unref();
-    return Status(Errc::WriterGone, what + " has no live writer (its writer, pid " + std::to_string(pid) + ", died)");
+    return Status(Errc::WriterGone,
+                  what + " has no live writer (its writer, pid " + std::to_string(pid) + ", died)");
   }
   return seg;
 }
@@ -117,9 +120,11 @@ Result<Metadata> read_metadata(const Segment& s) {
     std::atomic_thread_fence(std::memory_order_acquire);
     if (m->seq.load(std::memory_order_relaxed) != seq1) continue;
     if (!fits)
-      return Status(Errc::Corrupt, what + ": metadata size " + std::to_string(size) + " exceeds its region of " +
-                                       std::to_string(s.metadata_capacity) + " bytes");
-    if (fnv1a64(copy.data(), copy.size()) != hash) return Status(Errc::Corrupt, what + ": metadata hash mismatch");
+      return Status(Errc::Corrupt, what + ": metadata size " + std::to_string(size) +
+                                       " exceeds its region of " + std::to_string(s.metadata_capacity) +
+                                       " bytes");
+    if (fnv1a64(copy.data(), copy.size()) != hash)
+      return Status(Errc::Corrupt, what + ": metadata hash mismatch");
     auto streams = decode_metadata(copy.data(), copy.size());
     if (!streams) return Status(streams.code(), what + ": " + streams.status().message());
     Metadata md;
@@ -131,14 +136,26 @@ Result<Metadata> read_metadata(const Segment& s) {
   return Status(Errc::NotReady, what + ": metadata is being updated (or its writer died mid-update)");
 }
 
+bool free_reader(Segment& s, uint32_t index, uint64_t reader_id) {
+  ReaderSlot* r = s.reader(index);
+  if (!r->reader_id.compare_exchange_strong(reader_id, 0, std::memory_order_acq_rel)) return false;
+  r->held_mask.store(0, std::memory_order_seq_cst);
+  // release: a reader claiming the slot next sees it cleared.
+  r->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
+  return true;
+}
+
 uint64_t held_by_readers(const Segment& s) {
   // Every slot, whatever its state: a hold is honoured until its bit is cleared.
   uint64_t held = 0;
-  for (uint32_t i = 0; i < s.reader_capacity; ++i) held |= s.reader(i)->held_mask.load(std::memory_order_seq_cst);
+  for (uint32_t i = 0; i < s.reader_capacity; ++i)
+    held |= s.reader(i)->held_mask.load(std::memory_order_seq_cst);
   return held;
 }
 
-std::string reader_name(const ReaderSlot* r) { return std::string(r->name, strnlen(r->name, kReaderNameLength)); }
+std::string reader_name(const ReaderSlot* r) {
+  return std::string(r->name, strnlen(r->name, kReaderNameLength));
+}
 
 ReaderInfo describe_reader(const Segment& s, uint32_t index, uint64_t now) {
   const ReaderSlot* r = s.reader(index);
@@ -152,7 +169,8 @@ ReaderInfo describe_reader(const Segment& s, uint32_t index, uint64_t now) {
   info.last_frame_id = r->last_frame_id.load(std::memory_order_relaxed);
   info.frames_received = r->frames_received.load(std::memory_order_relaxed);
   info.frames_skipped = r->frames_skipped.load(std::memory_order_relaxed);
-  info.held_slots = static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
+  info.held_slots =
+      static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
   return info;
 }
 
@@ -162,13 +180,14 @@ Status ring_push(ReaderSlot* slot, uint8_t* data, uint32_t capacity, uint16_t ty
                  uint32_t length) {
   const uint64_t need = tlv_padded_size(length);
   if (length > capacity / 2 || need > capacity / 2)
-    return Status(Errc::TooLarge, "control message of " + std::to_string(length) + " bytes exceeds half the " +
-                                      std::to_string(capacity) + "-byte control ring");
+    return Status(Errc::TooLarge, "control message of " + std::to_string(length) +
+                                      " bytes exceeds half the " + std::to_string(capacity) +
+                                      "-byte control ring");
   const uint64_t head = slot->ring_head.load(std::memory_order_relaxed);  // only we write it
   const uint64_t tail = slot->ring_tail.load(std::memory_order_acquire);  // pairs with the writer's release
   if (head % kTlvAlignment || tail % kTlvAlignment || head < tail || head - tail > capacity)
-    return Status(Errc::Corrupt, "control ring positions " + std::to_string(tail) + ".." + std::to_string(head) +
-                                     " are impossible");
+    return Status(Errc::Corrupt, "control ring positions " + std::to_string(tail) + ".." +
+                                     std::to_string(head) + " are impossible");
   const uint64_t at = head % capacity;
   const uint64_t to_end = capacity - at;
   const uint64_t pad = need > to_end ? to_end : 0;

@@ -80,7 +80,11 @@ Result<Segment*> open_segment(const std::string& name);
 // record are checked.
 Result<Metadata> read_metadata(const Segment& segment);
 
-// Union of every registered reader's holds (seq_cst loads: half of the loan/hold handshake).
+// Returns the registration `reader_id` of slot `index` to the free pool, and its holds to the
+// writer. False if the slot no longer holds that registration (someone else freed it first).
+bool free_reader(Segment& segment, uint32_t index, uint64_t reader_id);
+
+// Union of every reader slot's holds, whatever its state (seq_cst loads: half of the loan/hold handshake).
 uint64_t held_by_readers(const Segment& segment);
 std::string reader_name(const ReaderSlot* slot);
 // A snapshot of reader slot `index` (alive is left true; the caller probes the lock).

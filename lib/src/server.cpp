@@ -1,29 +1,18 @@
 // SPDX-License-Identifier: MIT
 // server.cpp: the writer: segment creation, metadata updates, slot loans and commits, readers.
-#include "shmx_server.h"
-
 #include <bitset>
 
 #include "platform.h"
 #include "segment.h"
+#include "shmx_server.h"
 
 namespace shmx {
 namespace {
 
 uint64_t all_slots(uint32_t count) { return count >= 64 ? ~0ull : (1ull << count) - 1; }
 
-constexpr size_t kMaxMessagesPerReader = 256;  // per poll_control call: a chatty reader cannot hold the writer
-
-// Returns the registration `reader_id` to the free pool, and its holds to the writer. False if the
-// slot no longer holds that registration (the reader freed it itself and another may own it now).
-bool free_reader(detail::Segment& s, uint32_t index, uint64_t reader_id) {
-  ReaderSlot* r = s.reader(index);
-  if (!r->reader_id.compare_exchange_strong(reader_id, 0, std::memory_order_acq_rel)) return false;
-  r->held_mask.store(0, std::memory_order_seq_cst);
-  // release: a reader claiming the slot next sees it cleared.
-  r->state.store(static_cast<uint32_t>(ReaderState::Free), std::memory_order_release);
-  return true;
-}
+constexpr size_t kMaxMessagesPerReader =
+    256;  // per poll_control call: a chatty reader cannot hold the writer
 
 void wake_readers(detail::Segment& s) {
   GlobalHeader* h = s.header();
@@ -88,7 +77,8 @@ Result<Server> Server::create(const std::string& name, const ServerOptions& opti
   auto plan = plan_layout(options.slot_count, options.slot_payload_capacity, options.reader_capacity,
                           options.control_ring_capacity, options.metadata_capacity);
   if (!plan) return Status(plan.code(), "segment '" + name + "': " + plan.status().message());
-  if (options.reader_timeout_ms == 0) return Status(Errc::InvalidArgument, "reader timeout must be at least 1 ms");
+  if (options.reader_timeout_ms == 0)
+    return Status(Errc::InvalidArgument, "reader timeout must be at least 1 ms");
   auto encoded = encode_metadata(streams);
   if (!encoded) return encoded.status();
   if (encoded->size() > plan->metadata_capacity)
@@ -174,7 +164,9 @@ Status Server::set_metadata(const std::vector<StreamInfo>& streams) {
   return Status::ok();
 }
 
-uint64_t Server::metadata_generation() const { return segment_ ? segment_->metadata_header()->generation : 0; }
+uint64_t Server::metadata_generation() const {
+  return segment_ ? segment_->metadata_header()->generation : 0;
+}
 
 Result<Loan> Server::loan() {
   if (!segment_) return Status(Errc::Closed, "server is closed");
@@ -237,8 +229,8 @@ Result<Loan> Server::loan() {
   h->frames_dropped.fetch_add(1, std::memory_order_relaxed);
   const uint64_t held = detail::held_by_readers(s);
   return Status(Errc::NoFreeSlot,
-                "no free slot in segment '" + s.map().name() + "': " + std::to_string(s.slot_count) + " slots, " +
-                    std::to_string(std::bitset<64>(held).count()) + " held by readers, " +
+                "no free slot in segment '" + s.map().name() + "': " + std::to_string(s.slot_count) +
+                    " slots, " + std::to_string(std::bitset<64>(held).count()) + " held by readers, " +
                     std::to_string(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count()) +
                     " loaned, 1 latest");
 }
@@ -268,7 +260,8 @@ Result<uint64_t> Server::commit(Loan&& loan, const FrameInfo& info) {
   uint64_t current = h->latest.load(std::memory_order_relaxed);
   // Only forward: a concurrent committer with a newer frame may already have published it.
   while ((current >> 8) < frame_id &&
-         !h->latest.compare_exchange_weak(current, packed, std::memory_order_release, std::memory_order_relaxed)) {
+         !h->latest.compare_exchange_weak(current, packed, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
   }
   h->loaned_mask.fetch_and(~(1ull << slot), std::memory_order_release);
   h->frames_committed.fetch_add(1, std::memory_order_relaxed);
@@ -286,7 +279,8 @@ Result<uint64_t> Server::publish(const std::vector<StreamBytes>& streams, const 
   if (!loan) return loan.status();
   for (const StreamBytes& sb : streams) {
     auto dst = loan->tlvs().reserve(kTlvStreamData, sb.stream, sb.size, kPayloadAlignment);
-    if (!dst) return Status(dst.code(), "stream " + std::to_string(sb.stream) + ": " + dst.status().message());
+    if (!dst)
+      return Status(dst.code(), "stream " + std::to_string(sb.stream) + ": " + dst.status().message());
     if (sb.size) std::memcpy(*dst, sb.data, sb.size);
   }
   return commit(std::move(loan).value(), info);
@@ -325,7 +319,7 @@ size_t Server::poll_control(const std::function<void(const ControlMessage&)>& ha
       msg.value = value;
       if (handler) handler(msg);
       if (type == kTlvBye) {
-        free_reader(s, i, reader_id);
+        detail::free_reader(s, i, reader_id);
         break;
       }
     }
@@ -340,7 +334,8 @@ std::vector<ReaderInfo> Server::readers() const {
   const uint64_t now = monotonic_ns();
   const uint64_t timeout_ns = uint64_t{segment_->reader_timeout_ms} * 1000000ull;
   for (uint32_t i = 0; i < segment_->reader_capacity; ++i) {
-    if (segment_->reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active))
+    if (segment_->reader(i)->state.load(std::memory_order_acquire) !=
+        static_cast<uint32_t>(ReaderState::Active))
       continue;
     ReaderInfo info = detail::describe_reader(*segment_, i, now);
     info.alive = segment_->map().reader_alive(i);
@@ -362,14 +357,10 @@ std::vector<ReaderInfo> Server::reap_stale_readers() {
     // reader claims it in between, free_reader's CAS on this id fails and the newcomer is untouched.
     const uint64_t reader_id = r->reader_id.load(std::memory_order_acquire);
     if (s.map().reader_alive(i)) continue;
-    // A reader that said BYE and exited is poll_control's to report, not a reap.
-    if (r->ring_head.load(std::memory_order_acquire) != r->ring_tail.load(std::memory_order_relaxed) &&
-        r->state.load(std::memory_order_acquire) == static_cast<uint32_t>(ReaderState::Active))
-      continue;
     ReaderInfo info = detail::describe_reader(s, i, now);
     info.reader_id = reader_id;
     info.alive = false;
-    if (!free_reader(s, i, reader_id)) continue;
+    if (!detail::free_reader(s, i, reader_id)) continue;
     log(LogLevel::Info, "segment '" + s.map().name() + "': reaped reader '" + info.name + "' (pid " +
                             std::to_string(info.pid) + "): its process is gone");
     reaped.push_back(std::move(info));
@@ -383,8 +374,10 @@ ServerStats Server::stats() const {
   const GlobalHeader* h = segment_->header();
   st.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
   st.frames_dropped = h->frames_dropped.load(std::memory_order_relaxed);
-  st.slots_held_by_readers = static_cast<uint32_t>(std::bitset<64>(detail::held_by_readers(*segment_)).count());
-  st.slots_loaned = static_cast<uint32_t>(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count());
+  st.slots_held_by_readers =
+      static_cast<uint32_t>(std::bitset<64>(detail::held_by_readers(*segment_)).count());
+  st.slots_loaned =
+      static_cast<uint32_t>(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count());
   return st;
 }
 
