@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// gstshmx-clock.h: translation between a pipeline clock and CLOCK_MONOTONIC, the time base shared by
+// processes.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <cstdint>
+
+namespace gst_shmx {
+
+// CLOCK_MONOTONIC minus the time of `clock`, in ns: 0 for the system clock in monotonic mode (the
+// default pipeline clock), a sampled offset for any other clock.
+int64_t monotonic_offset(GstClock* clock);
+
+// The CLOCK_MONOTONIC time at which `element`'s running time 0 occurred (its base time on the
+// monotonic clock), or false when the element has no clock.
+bool monotonic_base_time(GstElement* element, uint64_t& out);
+
+}  // namespace gst_shmx

@@ -1,0 +1,847 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// gstshmxsrc.cpp: shmxsrc, a live GstPushSrc that outputs the latest frames of a shmx segment with their
+// caps.
+
+/**
+ * SECTION:element-shmxsrc
+ * @title: shmxsrc
+ * @see_also: shmxsink
+ *
+ * Reads the frames that `shmxsink` publishes on the shared-memory segment named by
+ * #GstShmxSrc:segment and pushes them as buffers, with the writer's caps (no capsfilter needed,
+ * for any media type) and renegotiating when the writer's caps change. It is a live source with
+ * "latest frame" semantics: when downstream is slower than the writer it skips frames (counted in
+ * #GstShmxSrc:stats, logged at debug level, the next buffer marked DISCONT) and never slows the
+ * writer down.
+ *
+ * Start order does not matter. Started after the writer, the source outputs the latest frame at
+ * once; started before it, it waits, posting a warning naming the segment every
+ * #GstShmxSrc:wait-warning-interval seconds, without limit unless #GstShmxSrc:timeout is set.
+ * EOS at the writer becomes EOS here. When the writer dies without EOS (or stops), a warning is
+ * posted and the source waits for a new writer, then resumes with its session and caps.
+ *
+ * Buffers keep the writer's DTS, duration, offsets, flags and #GstVideoMeta. With the default
+ * `timestamp-mode=clock`, PTS and DTS are the writer's capture times (taken on the system
+ * monotonic clock, the default pipeline clock of both processes) expressed in this pipeline's
+ * running time, so that both pipelines agree on when a frame was captured; frames captured before
+ * this pipeline started are stamped 0. With `timestamp-mode=original` they are the writer's PTS and
+ * DTS unchanged. Every buffer also carries the writer's publish time (CLOCK_MONOTONIC, ns) as a
+ * #GstReferenceTimestampMeta with caps `timestamp/x-shmx-publish`.
+ *
+ * By default buffers wrap the shared-memory slot without a copy (read-only memory; the writer
+ * uses other slots while a buffer is alive, and past a quarter of the slots frames are copied);
+ * `copy=true` always copies.
+ *
+ * Upstream events that reach this source (force-key-unit, navigation, custom upstream events)
+ * are sent to the writer and pushed upstream from its `shmxsink`.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 shmxsrc segment=cam0 ! videoconvert ! autovideosink
+ * ]| Shows the raw video published on segment `cam0`.
+ * |[
+ * gst-launch-1.0 shmxsrc segment=cam0-h264 ! h264parse ! avdec_h264 ! videoconvert ! autovideosink
+ * ]| Decodes an H.264 byte-stream.
+ * |[
+ * gst-launch-1.0 shmxsrc segment=cam0 timeout=5000 timestamp-mode=original ! fakesink silent=false -v
+ * ]| Fails with an error if no writer appears within 5 s; prints the writer's own timestamps.
+ */
+
+#include "gstshmxsrc.h"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <string>
+
+#include "gstshmx-bufferinfo.h"
+#include "gstshmx-caps.h"
+#include "gstshmx-clock.h"
+#include "gstshmx-events.h"
+#include "shmx_client.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_shmx_src_debug);
+#define GST_CAT_DEFAULT gst_shmx_src_debug
+
+enum {
+  PROP_0,
+  PROP_SEGMENT,
+  PROP_TIMEOUT,
+  PROP_WAIT_WARNING_INTERVAL,
+  PROP_COPY,
+  PROP_TIMESTAMP_MODE,
+  PROP_READER_NAME,
+  PROP_STATS,
+};
+
+#define DEFAULT_SEGMENT nullptr
+#define DEFAULT_TIMEOUT 0
+#define DEFAULT_WAIT_WARNING_INTERVAL 5
+#define DEFAULT_COPY FALSE
+#define DEFAULT_TIMESTAMP_MODE GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK
+#define DEFAULT_READER_NAME nullptr
+
+// A wait for a frame is sliced so that queued upstream events and stop requests are served promptly.
+static constexpr uint64_t kFrameWaitSliceNs = 200 * GST_MSECOND;
+// Upstream events kept while no writer is attached; older ones are dropped.
+static constexpr size_t kMaxPendingEvents = 64;
+
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+static GstStaticCaps publish_time_caps = GST_STATIC_CAPS("timestamp/x-shmx-publish");
+
+GType gst_shmx_src_timestamp_mode_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK, "Writer capture time mapped to this pipeline's running time",
+       "clock"},
+      {GST_SHMX_SRC_TIMESTAMP_MODE_ORIGINAL, "PTS and DTS exactly as the writer had them", "original"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType registered = g_enum_register_static("GstShmxSrcTimestampMode", values);
+    g_once_init_leave(&type, registered);
+  }
+  return type;
+}
+
+namespace {
+
+// One output stream. Today the source has one (stream 0 on the always src pad); per-stream src
+// pads would each own one of these.
+struct SrcStream {
+  uint16_t index = 0;
+  GstCaps* caps = nullptr;  // caps last set on the pad; protected by the object lock
+};
+
+// Counts the buffers wrapping one held frame; the last one to go releases the slot. Released
+// from whatever thread frees the last buffer, possibly after the element is gone.
+struct HeldFrame {
+  std::atomic<int> refs{0};
+  shmx::HoldToken token;
+};
+
+void held_frame_unref(gpointer data) {
+  auto* held = static_cast<HeldFrame*>(data);
+  if (held->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {  // acq_rel: the last owner sees all uses
+    shmx::Client::release(held->token);
+    delete held;
+  }
+}
+
+// C++ state of the element; new'd in _init, deleted in finalize.
+struct SrcState {
+  // Used by the streaming thread (create) and start/stop only; interrupt(), clear_interrupt() and
+  // stats() also from unlock/unlock_stop/property reads, which the Client allows from any thread.
+  shmx::Client client;
+  SrcStream stream;  // stream 0
+
+  // Streaming-thread state.
+  uint64_t metadata_generation = 0;  // of the caps last set
+  uint64_t session_id = 0;           // of the caps last set
+  bool discont = true;               // mark the next buffer DISCONT
+  bool lost_writer = false;          // the previous writer died: the next session is a restart
+
+  // Set by unlock(), cleared by unlock_stop() and start(): create() returns FLUSHING.
+  std::atomic<bool> flushing{false};
+
+  // Upstream events waiting for the streaming thread (the only one allowed to Client::send).
+  std::mutex events_lock;
+  std::deque<std::string> pending_events;  // protected by events_lock
+
+  // Counters, written by the streaming thread, read by property getters.
+  std::atomic<uint64_t> frames_received{0};
+  std::atomic<uint64_t> frames_skipped{0};
+  std::atomic<uint64_t> sessions{0};  // writer sessions attached to
+  std::atomic<uint64_t> writer_losses{0};
+  std::atomic<uint64_t> caps_changes{0};
+  std::atomic<uint64_t> events_forwarded{0};
+};
+
+struct SrcSettings {
+  std::string segment;
+  guint timeout = DEFAULT_TIMEOUT;
+  guint wait_warning_interval = DEFAULT_WAIT_WARNING_INTERVAL;
+  bool copy = DEFAULT_COPY;
+  GstShmxSrcTimestampMode timestamp_mode = DEFAULT_TIMESTAMP_MODE;
+  std::string reader_name;
+};
+
+}  // namespace
+
+struct _GstShmxSrc {
+  GstPushSrc parent;
+
+  // Properties, protected by the object lock.
+  gchar* segment;
+  guint timeout;
+  guint wait_warning_interval;
+  gboolean copy;
+  GstShmxSrcTimestampMode timestamp_mode;
+  gchar* reader_name;
+
+  SrcState* state;
+};
+
+#define gst_shmx_src_parent_class parent_class
+G_DEFINE_TYPE(GstShmxSrc, gst_shmx_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE(shmxsrc, "shmxsrc", GST_RANK_NONE, GST_TYPE_SHMX_SRC);
+
+static SrcSettings gst_shmx_src_settings(GstShmxSrc* self) {
+  SrcSettings settings;
+  GST_OBJECT_LOCK(self);
+  settings.segment = self->segment ? self->segment : "";
+  settings.timeout = self->timeout;
+  settings.wait_warning_interval = self->wait_warning_interval;
+  settings.copy = self->copy;
+  settings.timestamp_mode = self->timestamp_mode;
+  settings.reader_name = self->reader_name ? self->reader_name : GST_OBJECT_NAME(self);
+  GST_OBJECT_UNLOCK(self);
+  return settings;
+}
+
+static void gst_shmx_src_post_error(GstShmxSrc* self, const std::string& segment,
+                                    const shmx::Status& status) {
+  const std::string debug = status.to_string();
+  switch (status.code()) {
+    case shmx::Errc::InvalidName:
+      GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+                        ("Invalid segment name '%s': use 1-200 characters of A-Z a-z 0-9 . _ - not starting "
+                         "with a dot.",
+                         segment.c_str()),
+                        ("%s", debug.c_str()));
+      break;
+    case shmx::Errc::NotShmx:
+      GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Segment '%s' is not a shmx segment.", segment.c_str()),
+                        ("%s", debug.c_str()));
+      break;
+    case shmx::Errc::VersionMismatch:
+      GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+                        ("Segment '%s' has another shmx layout version (this reader understands version %u).",
+                         segment.c_str(), shmx::kLayoutVersion),
+                        ("%s", debug.c_str()));
+      break;
+    case shmx::Errc::PermissionDenied:
+      GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Permission denied on segment '%s'.", segment.c_str()),
+                        ("%s", debug.c_str()));
+      break;
+    case shmx::Errc::NoReaderSlot:
+      GST_ELEMENT_ERROR(
+          self, RESOURCE, BUSY,
+          ("Segment '%s' has no free reader slot (raise max-readers on its shmxsink).", segment.c_str()),
+          ("%s", debug.c_str()));
+      break;
+    case shmx::Errc::Corrupt:
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Segment '%s' is corrupt.", segment.c_str()),
+                        ("%s", debug.c_str()));
+      break;
+    default:
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not read segment '%s'.", segment.c_str()),
+                        ("%s", debug.c_str()));
+      break;
+  }
+}
+
+// Sends the queued upstream events to the writer. Streaming thread only, with the client open.
+static void gst_shmx_src_send_events(GstShmxSrc* self) {
+  SrcState& state = *self->state;
+  std::deque<std::string> events;
+  {
+    std::lock_guard<std::mutex> locker(state.events_lock);
+    events.swap(state.pending_events);
+  }
+  for (const std::string& value : events) {
+    shmx::Status sent = state.client.send(gst_shmx::kTlvUpstreamEvent, value.data(), value.size());
+    if (sent) {
+      state.events_forwarded++;
+    } else {
+      GST_WARNING_OBJECT(self, "upstream event not sent to the writer: %s", sent.to_string().c_str());
+    }
+  }
+}
+
+// Handles Interrupted from the client: FLUSHING for unlock(), else the wake-up was for an event.
+static bool gst_shmx_src_interrupted_for_flush(GstShmxSrc* self) {
+  SrcState& state = *self->state;
+  if (state.flushing) return true;
+  state.client.clear_interrupt();
+  // unlock() sets the flag before it interrupts: re-checking after the clear cannot lose it.
+  return state.flushing.load();
+}
+
+// Waits until a writer is attached (the client is open). Streaming thread only.
+static GstFlowReturn gst_shmx_src_wait_for_writer(GstShmxSrc* self, const SrcSettings& settings) {
+  SrcState& state = *self->state;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  const auto interval = std::chrono::seconds(settings.wait_warning_interval);
+  Clock::time_point next_warning = start + interval;
+  const Clock::time_point deadline = start + std::chrono::milliseconds(settings.timeout);
+
+  shmx::ClientOptions options;
+  options.reader_name = settings.reader_name;
+
+  for (;;) {
+    if (state.flushing) return GST_FLOW_FLUSHING;
+    Clock::time_point until = Clock::now() + std::chrono::seconds(1);
+    if (settings.wait_warning_interval && next_warning < until) until = next_warning;
+    if (settings.timeout && deadline < until) until = deadline;
+    const auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(until - Clock::now()).count();
+
+    shmx::Status status =
+        state.client.open_wait(settings.segment, options, slice > 0 ? static_cast<uint64_t>(slice) : 1);
+    if (status) {
+      GST_INFO_OBJECT(self, "attached to segment '%s', session %016" G_GINT64_MODIFIER "x",
+                      settings.segment.c_str(), state.client.session_id());
+      state.sessions++;
+      return GST_FLOW_OK;
+    }
+    switch (status.code()) {
+      case shmx::Errc::Interrupted:
+        if (gst_shmx_src_interrupted_for_flush(self)) return GST_FLOW_FLUSHING;
+        continue;
+      case shmx::Errc::Timeout:
+      case shmx::Errc::NotFound:
+      case shmx::Errc::NotReady:
+      case shmx::Errc::WriterGone:
+      case shmx::Errc::Closed:
+        break;
+      default:
+        gst_shmx_src_post_error(self, settings.segment, status);
+        return GST_FLOW_ERROR;
+    }
+
+    const Clock::time_point now = Clock::now();
+    const double waited = std::chrono::duration<double>(now - start).count();
+    if (settings.timeout && now >= deadline) {
+      GST_ELEMENT_ERROR(
+          self, RESOURCE, NOT_FOUND,
+          ("No writer on segment '%s' after %u ms.", settings.segment.c_str(), settings.timeout),
+          ("timeout=%u ms expired; last status: %s", settings.timeout, status.to_string().c_str()));
+      return GST_FLOW_ERROR;
+    }
+    if (settings.wait_warning_interval && now >= next_warning) {
+      GST_ELEMENT_WARNING(
+          self, RESOURCE, NOT_FOUND,
+          ("Waiting for a writer on segment '%s' (%.0f s so far).", settings.segment.c_str(), waited),
+          ("%s", status.to_string().c_str()));
+      next_warning = now + interval;
+    }
+  }
+}
+
+// Reads the metadata of the attached segment and sets its caps on the pad when they differ.
+static GstFlowReturn gst_shmx_src_update_caps(GstShmxSrc* self, const SrcSettings& settings) {
+  SrcState& state = *self->state;
+  shmx::Result<shmx::Metadata> metadata = state.client.metadata();
+  if (!metadata) {
+    gst_shmx_src_post_error(self, settings.segment, metadata.status());
+    return GST_FLOW_ERROR;
+  }
+
+  const shmx::StreamInfo* info = nullptr;
+  for (const shmx::StreamInfo& stream : metadata->streams)
+    if (&stream - metadata->streams.data() == state.stream.index) info = &stream;
+  if (!info) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("Segment '%s' carries no stream %u.", settings.segment.c_str(), state.stream.index),
+                      ("metadata generation %" G_GUINT64_FORMAT " has %zu stream(s)", metadata->generation,
+                       metadata->streams.size()));
+    return GST_FLOW_ERROR;
+  }
+
+  GstCaps* caps = gst_shmx::caps_from_stream_info(*info);
+  if (!caps) {
+    // A writer that is not a GStreamer element: its stream type is not caps.
+    GST_WARNING_OBJECT(self, "stream type '%s' is not fixed caps: output as application/x-shmx",
+                       info->type.c_str());
+    caps = gst_caps_new_simple("application/x-shmx", "stream-type", G_TYPE_STRING, info->type.c_str(),
+                               "stream-name", G_TYPE_STRING, info->name.c_str(), nullptr);
+  }
+
+  GST_OBJECT_LOCK(self);
+  const bool same = state.stream.caps && gst_caps_is_equal(state.stream.caps, caps);
+  GST_OBJECT_UNLOCK(self);
+
+  state.metadata_generation = metadata->generation;
+  state.session_id = state.client.session_id();
+  if (same) {
+    gst_caps_unref(caps);
+    return GST_FLOW_OK;
+  }
+
+  GST_INFO_OBJECT(self, "caps of segment '%s': %" GST_PTR_FORMAT, settings.segment.c_str(), caps);
+  GST_OBJECT_LOCK(self);
+  gst_caps_replace(&state.stream.caps, caps);
+  GST_OBJECT_UNLOCK(self);
+  state.caps_changes++;
+  const gboolean accepted = gst_base_src_set_caps(GST_BASE_SRC(self), caps);
+  if (!accepted) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Downstream does not accept the caps of segment '%s'.", settings.segment.c_str()),
+                      ("caps %" GST_PTR_FORMAT, caps));
+    gst_caps_unref(caps);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  gst_caps_unref(caps);
+  return GST_FLOW_OK;
+}
+
+// Wraps the data of one stream of a frame in a buffer, without a copy when the frame is held.
+static GstBuffer* gst_shmx_src_wrap_stream(const shmx::FrameView& frame, const shmx::TlvView& data,
+                                           HeldFrame* held) {
+  if (!held || data.length == 0) return gst_buffer_new_memdup(data.value, data.length);
+  held->refs++;
+  GstMemory* memory = gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(data.value),
+                                             data.length, 0, data.length, held, held_frame_unref);
+  GstBuffer* buffer = gst_buffer_new();
+  gst_buffer_append_memory(buffer, memory);
+  (void)frame;
+  return buffer;
+}
+
+// Builds the buffer of stream `stream` from a frame: data, buffer info, timestamps, publish time.
+static GstBuffer* gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const SrcSettings& settings,
+                                                 const shmx::FrameView& frame, HeldFrame* held) {
+  SrcState& state = *self->state;
+  shmx::TlvView data;
+  if (!frame.stream_data(state.stream.index, data)) return nullptr;
+  GstBuffer* buffer = gst_shmx_src_wrap_stream(frame, data, held);
+
+  gst_shmx::BufferInfo info;
+  shmx::TlvView info_tlv;
+  const bool has_info = shmx::find_tlv(frame.payload, frame.payload_size, gst_shmx::kTlvBufferInfo,
+                                       state.stream.index, info_tlv) &&
+                        gst_shmx::decode_buffer_info(info_tlv.value, info_tlv.length, info);
+  if (has_info) {
+    if (!gst_shmx::apply_buffer_info(info, buffer))
+      GST_WARNING_OBJECT(self, "video meta of frame %" G_GUINT64_FORMAT " does not fit its data: left out",
+                         frame.header.frame_id);
+  } else {
+    GST_DEBUG_OBJECT(self, "frame %" G_GUINT64_FORMAT " has no buffer info (not written by shmxsink)",
+                     frame.header.frame_id);
+  }
+
+  uint64_t base_monotonic = 0;
+  if (settings.timestamp_mode == GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK &&
+      gst_shmx::monotonic_base_time(GST_ELEMENT(self), base_monotonic)) {
+    auto to_running_time = [&](uint64_t monotonic) -> GstClockTime {
+      if (monotonic == gst_shmx::kNoTime) return GST_CLOCK_TIME_NONE;
+      return monotonic > base_monotonic ? monotonic - base_monotonic : 0;
+    };
+    // Without a capture time (no clock at the writer), the publish time is the best estimate.
+    const uint64_t pts_monotonic =
+        info.pts_monotonic_ns != gst_shmx::kNoTime ? info.pts_monotonic_ns : frame.header.publish_ns;
+    GST_BUFFER_PTS(buffer) = to_running_time(pts_monotonic);
+    GST_BUFFER_DTS(buffer) = to_running_time(info.dts_monotonic_ns);
+  }
+
+  static GstCaps* reference = gst_static_caps_get(&publish_time_caps);
+  gst_buffer_add_reference_timestamp_meta(buffer, reference, frame.header.publish_ns, GST_CLOCK_TIME_NONE);
+  return buffer;
+}
+
+static GstFlowReturn gst_shmx_src_create(GstPushSrc* push_src, GstBuffer** out) {
+  GstShmxSrc* self = GST_SHMX_SRC(push_src);
+  SrcState& state = *self->state;
+  const SrcSettings settings = gst_shmx_src_settings(self);
+  const shmx::ReadMode mode = settings.copy ? shmx::ReadMode::Copy : shmx::ReadMode::Hold;
+
+  for (;;) {
+    if (state.flushing) return GST_FLOW_FLUSHING;
+
+    if (!state.client.is_open()) {
+      GstFlowReturn flow = gst_shmx_src_wait_for_writer(self, settings);
+      if (flow != GST_FLOW_OK) return flow;
+      if (state.lost_writer)
+        GST_INFO_OBJECT(self, "a new writer is attached to segment '%s': resuming", settings.segment.c_str());
+      state.lost_writer = false;
+      state.discont = true;
+      flow = gst_shmx_src_update_caps(self, settings);
+      if (flow != GST_FLOW_OK) return flow;
+    }
+    gst_shmx_src_send_events(self);
+
+    shmx::Result<shmx::FrameView> frame = state.client.wait_next(kFrameWaitSliceNs, mode);
+    if (!frame) {
+      switch (frame.code()) {
+        case shmx::Errc::Timeout:
+        case shmx::Errc::NoFrame:
+          continue;
+        case shmx::Errc::Interrupted:
+          if (gst_shmx_src_interrupted_for_flush(self)) return GST_FLOW_FLUSHING;
+          continue;
+        case shmx::Errc::WriterGone:
+          state.writer_losses++;
+          state.lost_writer = true;
+          GST_ELEMENT_WARNING(self, RESOURCE, READ,
+                              ("The writer of segment '%s' is gone without EOS; waiting for a new writer.",
+                               settings.segment.c_str()),
+                              ("%s", frame.status().to_string().c_str()));
+          state.client.close();
+          continue;
+        case shmx::Errc::Closed:
+          // A writer that stopped without EOS, or one that grows its slots: wait for the next one.
+          GST_INFO_OBJECT(self, "writer closed segment '%s' without EOS; waiting for a new writer",
+                          settings.segment.c_str());
+          state.client.close();
+          continue;
+        default:
+          gst_shmx_src_post_error(self, settings.segment, frame.status());
+          return GST_FLOW_ERROR;
+      }
+    }
+
+    if (frame->session_mismatch) {
+      // The name now belongs to another writer session (a restart, or slots grown): follow it.
+      GST_INFO_OBJECT(self, "segment '%s' has a new session: reopening", settings.segment.c_str());
+      if (frame->held) shmx::Client::release(frame->hold);
+      shmx::Status reopened = state.client.reopen();
+      if (!reopened) {
+        GST_DEBUG_OBJECT(self, "reopen failed (%s): waiting for the writer", reopened.to_string().c_str());
+        state.client.close();
+        continue;
+      }
+      state.sessions++;
+      state.discont = true;
+      GstFlowReturn flow = gst_shmx_src_update_caps(self, settings);
+      if (flow != GST_FLOW_OK) return flow;
+      continue;
+    }
+
+    HeldFrame* held = nullptr;
+    if (frame->held) {
+      held = new HeldFrame();
+      held->token = frame->hold;
+      held->refs = 1;  // this function's reference, dropped below
+    }
+
+    if (frame->header.session_id != state.session_id ||
+        frame->header.metadata_generation != state.metadata_generation) {
+      GstFlowReturn flow = gst_shmx_src_update_caps(self, settings);
+      if (flow != GST_FLOW_OK) {
+        if (held) held_frame_unref(held);
+        return flow;
+      }
+      if (frame->header.metadata_generation != state.metadata_generation) {
+        // Written against older metadata than the caps just read: the next frame matches them.
+        GST_DEBUG_OBJECT(self, "frame %" G_GUINT64_FORMAT " predates the current caps: skipped",
+                         frame->header.frame_id);
+        if (held) held_frame_unref(held);
+        continue;
+      }
+    }
+
+    if (frame->eos()) {
+      GST_INFO_OBJECT(self, "EOS from the writer of segment '%s'", settings.segment.c_str());
+      if (held) held_frame_unref(held);
+      return GST_FLOW_EOS;
+    }
+
+    GstBuffer* buffer = gst_shmx_src_buffer_from_frame(self, settings, frame.value(), held);
+    if (held) held_frame_unref(held);
+    if (!buffer) {
+      GST_WARNING_OBJECT(self, "frame %" G_GUINT64_FORMAT " carries no data for stream %u: skipped",
+                         frame->header.frame_id, state.stream.index);
+      continue;
+    }
+
+    state.frames_received++;
+    if (frame->skipped) {
+      state.frames_skipped += frame->skipped;
+      GST_DEBUG_OBJECT(self,
+                       "skipped %" G_GUINT64_FORMAT " frame(s) before frame %" G_GUINT64_FORMAT
+                       " (%" G_GUINT64_FORMAT " in total)",
+                       frame->skipped, frame->header.frame_id, state.frames_skipped.load());
+      state.discont = true;
+    }
+    if (state.discont) {
+      GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+      state.discont = false;
+    }
+    GST_LOG_OBJECT(self, "frame %" G_GUINT64_FORMAT ": %" GST_PTR_FORMAT, frame->header.frame_id, buffer);
+    *out = buffer;
+    return GST_FLOW_OK;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// GstBaseSrc
+// ---------------------------------------------------------------------------
+
+static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  SrcState& state = *self->state;
+  const SrcSettings settings = gst_shmx_src_settings(self);
+
+  if (settings.segment.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("No segment name given."),
+                      ("set the 'segment' property, e.g. shmxsrc segment=cam0"));
+    return FALSE;
+  }
+  if (shmx::Status valid = shmx::validate_segment_name(settings.segment); !valid) {
+    gst_shmx_src_post_error(self, settings.segment, valid);
+    return FALSE;
+  }
+
+  state.flushing = false;
+  state.client.clear_interrupt();
+  state.metadata_generation = 0;
+  state.session_id = 0;
+  state.discont = true;
+  state.lost_writer = false;
+  state.frames_received = 0;
+  state.frames_skipped = 0;
+  state.sessions = 0;
+  state.writer_losses = 0;
+  state.caps_changes = 0;
+  state.events_forwarded = 0;
+  return TRUE;
+}
+
+static gboolean gst_shmx_src_stop(GstBaseSrc* base_src) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  SrcState& state = *self->state;
+  state.client.close();
+  {
+    std::lock_guard<std::mutex> locker(state.events_lock);
+    state.pending_events.clear();
+  }
+  GST_OBJECT_LOCK(self);
+  gst_caps_replace(&state.stream.caps, nullptr);
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
+
+static gboolean gst_shmx_src_unlock(GstBaseSrc* base_src) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  self->state->flushing = true;  // before interrupt(): see gst_shmx_src_interrupted_for_flush()
+  self->state->client.interrupt();
+  return TRUE;
+}
+
+static gboolean gst_shmx_src_unlock_stop(GstBaseSrc* base_src) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  self->state->flushing = false;
+  self->state->client.clear_interrupt();
+  return TRUE;
+}
+
+static GstCaps* gst_shmx_src_get_caps(GstBaseSrc* base_src, GstCaps* filter) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  GstCaps* caps = nullptr;
+  GST_OBJECT_LOCK(self);
+  if (self->state->stream.caps) caps = gst_caps_ref(self->state->stream.caps);
+  GST_OBJECT_UNLOCK(self);
+  if (!caps) caps = gst_pad_get_pad_template_caps(GST_BASE_SRC_PAD(base_src));
+  if (filter) {
+    GstCaps* intersection = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(caps);
+    caps = intersection;
+  }
+  return caps;
+}
+
+static gboolean gst_shmx_src_event(GstBaseSrc* base_src, GstEvent* event) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  SrcState& state = *self->state;
+  if (gst_shmx::is_forwarded_upstream_event(event)) {
+    GST_DEBUG_OBJECT(self, "forwarding %" GST_PTR_FORMAT " to the writer", event);
+    {
+      std::lock_guard<std::mutex> locker(state.events_lock);
+      if (state.pending_events.size() >= kMaxPendingEvents) state.pending_events.pop_front();
+      state.pending_events.push_back(gst_shmx::serialize_upstream_event(event));
+    }
+    // Wakes the streaming thread, the only one that may send (see gst_shmx_src_interrupted_for_flush()).
+    state.client.interrupt();
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS(parent_class)->event(base_src, event);
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+static GstStructure* gst_shmx_src_stats(GstShmxSrc* self) {
+  SrcState& state = *self->state;
+  const shmx::ClientStats client = state.client.stats();
+  return gst_structure_new("shmx-src-stats", "frames-received", G_TYPE_UINT64, state.frames_received.load(),
+                           "frames-skipped", G_TYPE_UINT64, state.frames_skipped.load(), "torn-reads",
+                           G_TYPE_UINT64, client.torn_reads, "copy-fallbacks", G_TYPE_UINT64,
+                           client.copy_fallbacks, "sessions", G_TYPE_UINT64, state.sessions.load(),
+                           "writer-losses", G_TYPE_UINT64, state.writer_losses.load(), "caps-changes",
+                           G_TYPE_UINT64, state.caps_changes.load(), "events-forwarded", G_TYPE_UINT64,
+                           state.events_forwarded.load(), nullptr);
+}
+
+static void gst_shmx_src_set_property(GObject* object, guint prop_id, const GValue* value,
+                                      GParamSpec* pspec) {
+  GstShmxSrc* self = GST_SHMX_SRC(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SEGMENT:
+      g_free(self->segment);
+      self->segment = g_value_dup_string(value);
+      break;
+    case PROP_TIMEOUT:
+      self->timeout = g_value_get_uint(value);
+      break;
+    case PROP_WAIT_WARNING_INTERVAL:
+      self->wait_warning_interval = g_value_get_uint(value);
+      break;
+    case PROP_COPY:
+      self->copy = g_value_get_boolean(value);
+      break;
+    case PROP_TIMESTAMP_MODE:
+      self->timestamp_mode = static_cast<GstShmxSrcTimestampMode>(g_value_get_enum(value));
+      break;
+    case PROP_READER_NAME:
+      g_free(self->reader_name);
+      self->reader_name = g_value_dup_string(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_shmx_src_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstShmxSrc* self = GST_SHMX_SRC(object);
+  if (prop_id == PROP_STATS) {
+    g_value_take_boxed(value, gst_shmx_src_stats(self));
+    return;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SEGMENT:
+      g_value_set_string(value, self->segment);
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_uint(value, self->timeout);
+      break;
+    case PROP_WAIT_WARNING_INTERVAL:
+      g_value_set_uint(value, self->wait_warning_interval);
+      break;
+    case PROP_COPY:
+      g_value_set_boolean(value, self->copy);
+      break;
+    case PROP_TIMESTAMP_MODE:
+      g_value_set_enum(value, self->timestamp_mode);
+      break;
+    case PROP_READER_NAME:
+      g_value_set_string(value, self->reader_name);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// ---------------------------------------------------------------------------
+// GObject
+// ---------------------------------------------------------------------------
+
+static void gst_shmx_src_finalize(GObject* object) {
+  GstShmxSrc* self = GST_SHMX_SRC(object);
+  gst_caps_replace(&self->state->stream.caps, nullptr);
+  delete self->state;
+  g_free(self->segment);
+  g_free(self->reader_name);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_shmx_src_init(GstShmxSrc* self) {
+  self->segment = g_strdup(DEFAULT_SEGMENT);
+  self->timeout = DEFAULT_TIMEOUT;
+  self->wait_warning_interval = DEFAULT_WAIT_WARNING_INTERVAL;
+  self->copy = DEFAULT_COPY;
+  self->timestamp_mode = DEFAULT_TIMESTAMP_MODE;
+  self->reader_name = g_strdup(DEFAULT_READER_NAME);
+  self->state = new SrcState();
+
+  gst_base_src_set_live(GST_BASE_SRC(self), TRUE);
+  gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
+}
+
+static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstBaseSrcClass* basesrc_class = GST_BASE_SRC_CLASS(klass);
+  GstPushSrcClass* pushsrc_class = GST_PUSH_SRC_CLASS(klass);
+
+  gobject_class->set_property = gst_shmx_src_set_property;
+  gobject_class->get_property = gst_shmx_src_get_property;
+  gobject_class->finalize = gst_shmx_src_finalize;
+
+  const GParamFlags rw_ready =
+      static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const GParamFlags read_only = static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_property(
+      gobject_class, PROP_SEGMENT,
+      g_param_spec_string(
+          "segment", "Segment",
+          "Name of the shared-memory segment to read (as given to shmxsink segment=...). Required",
+          DEFAULT_SEGMENT, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_TIMEOUT,
+      g_param_spec_uint("timeout", "Timeout",
+                        "Longest wait for a writer to appear, at start and after a writer is gone, before an "
+                        "error (milliseconds); 0 = wait forever",
+                        0, G_MAXUINT, DEFAULT_TIMEOUT, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_WAIT_WARNING_INTERVAL,
+      g_param_spec_uint("wait-warning-interval", "Wait warning interval",
+                        "While waiting for a writer, post a warning naming the segment this often (seconds); "
+                        "0 = never",
+                        0, 3600, DEFAULT_WAIT_WARNING_INTERVAL, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_COPY,
+      g_param_spec_boolean("copy", "Copy",
+                           "Copy every frame out of shared memory instead of pushing buffers that wrap the "
+                           "shared-memory slot (read-only, zero copy)",
+                           DEFAULT_COPY, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_TIMESTAMP_MODE,
+      g_param_spec_enum(
+          "timestamp-mode", "Timestamp mode",
+          "How buffers are stamped: 'clock' maps the writer's capture time (system monotonic clock) "
+          "to this pipeline's running time; 'original' keeps the writer's PTS and DTS",
+          GST_TYPE_SHMX_SRC_TIMESTAMP_MODE, DEFAULT_TIMESTAMP_MODE, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_READER_NAME,
+      g_param_spec_string("reader-name", "Reader name",
+                          "Name shown to the writer in its reader-stats and messages (up to 63 bytes); "
+                          "NULL = this element's name",
+                          DEFAULT_READER_NAME, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed("stats", "Statistics",
+                         "GstStructure 'shmx-src-stats': frames-received, frames-skipped (frames the writer "
+                         "published that this reader never output), torn-reads, copy-fallbacks, sessions "
+                         "(writers attached to), writer-losses, caps-changes, events-forwarded",
+                         GST_TYPE_STRUCTURE, read_only));
+
+  gst_element_class_set_static_metadata(
+      element_class, "Shared-memory latest-frame source", "Source/Network",
+      "Outputs the latest frames of a shmx shared-memory segment with the writer's caps and timestamps; "
+      "waits for the writer and follows its restarts",
+      "shmx developers");
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmx_src_start);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR(gst_shmx_src_stop);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmx_src_unlock);
+  basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmx_src_unlock_stop);
+  basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmx_src_get_caps);
+  basesrc_class->event = GST_DEBUG_FUNCPTR(gst_shmx_src_event);
+  pushsrc_class->create = GST_DEBUG_FUNCPTR(gst_shmx_src_create);
+
+  gst_type_mark_as_plugin_api(GST_TYPE_SHMX_SRC_TIMESTAMP_MODE, static_cast<GstPluginAPIFlags>(0));
+  GST_DEBUG_CATEGORY_INIT(gst_shmx_src_debug, "shmxsrc", 0, "shmx shared-memory source");
+}

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// test_pipelines.cpp: gst-check tests with whole pipelines, writers and readers in separate processes.
+#include <gst/app/gstappsink.h>
+
+#include <map>
+
+#include "shmx-test-util.h"
+
+using namespace shmx_test;
+
+namespace {
+
+// A pipeline in this process, with its bus.
+struct Pipeline {
+  GstElement* pipeline = nullptr;
+  GstBus* bus = nullptr;
+
+  explicit Pipeline(const std::string& launch) {
+    GError* error = nullptr;
+    pipeline = gst_parse_launch(launch.c_str(), &error);
+    fail_unless(pipeline != nullptr, "cannot parse '%s': %s", launch.c_str(), error ? error->message : "?");
+    bus = gst_element_get_bus(pipeline);
+  }
+  ~Pipeline() {
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+  }
+  GstElement* get(const char* name) {
+    GstElement* element = gst_bin_get_by_name(GST_BIN(pipeline), name);
+    gst_object_unref(element);  // the pipeline keeps it alive
+    return element;
+  }
+  void play() { fail_if(gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE); }
+  // Pulls a sample from appsink `name` within `ms`.
+  GstSample* pull(const char* name, int ms) {
+    return gst_app_sink_try_pull_sample(GST_APP_SINK(get(name)), static_cast<GstClockTime>(ms) * GST_MSECOND);
+  }
+  // Waits for EOS on the bus while consuming appsink `name` (appsink holds EOS back until drained).
+  bool wait_eos(const char* name, int ms) {
+    const auto deadline = deadline_in(ms);
+    while (Clock::now() < deadline) {
+      if (GstMessage* eos = pop_message(bus, GST_MESSAGE_EOS, 0)) {
+        gst_message_unref(eos);
+        return true;
+      }
+      if (GstSample* sample = pull(name, 20)) gst_sample_unref(sample);
+    }
+    return false;
+  }
+  bool has_error() {
+    GstMessage* message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    if (!message) return false;
+    g_printerr("unexpected error: %s\n", message_text(message).c_str());
+    gst_message_unref(message);
+    return true;
+  }
+};
+
+gint caps_width(GstSample* sample) {
+  gint width = 0;
+  gst_structure_get_int(gst_caps_get_structure(gst_sample_get_caps(sample), 0), "width", &width);
+  return width;
+}
+
+bool element_available(const char* factory) {
+  GstElementFactory* f = gst_element_factory_find(factory);
+  if (f) gst_object_unref(f);
+  return f != nullptr;
+}
+
+std::string video_writer(const std::string& segment, int width, const char* extra = "") {
+  return "videotestsrc is-live=true " + std::string(extra) +
+         " ! video/x-raw,format=RGBA,width=" + std::to_string(width) +
+         ",height=48,framerate=30/1 ! shmxsink segment=" + segment;
+}
+
+}  // namespace
+
+// A writer killed with SIGKILL is detected; a new writer (other caps) reclaims the segment and the reader
+// resumes with its caps, then receives its EOS. Nothing stays in /dev/shm.
+GST_START_TEST(test_writer_killed_and_restarted) {
+  const std::string segment = segment_name("restart");
+  pid_t writer = spawn_pipeline(video_writer(segment, 64), 30);
+  Pipeline reader("shmxsrc segment=" + segment +
+                  " wait-warning-interval=1 ! appsink name=out sync=false max-buffers=2 drop=true");
+  reader.play();
+  GstSample* sample = reader.pull("out", 5000);
+  fail_unless(sample != nullptr, "no frame from the first writer");
+  fail_unless_equals_int(caps_width(sample), 64);
+  gst_sample_unref(sample);
+
+  kill_child(writer);
+  fail_unless(segment_exists(segment), "a killed writer cannot clean up");
+  const std::string warning = wait_for_text(reader.bus, GST_MESSAGE_WARNING, segment, 3000);
+  fail_unless(warning.find("gone") != std::string::npos, "no writer-gone warning: '%s'", warning.c_str());
+  while (GstSample* stale = reader.pull("out", 0)) gst_sample_unref(stale);
+
+  writer = spawn_pipeline(video_writer(segment, 32, "num-buffers=45"), 20);
+  bool new_caps = false;
+  const auto deadline = deadline_in(8000);
+  while (!new_caps && Clock::now() < deadline) {
+    if (GstSample* s = reader.pull("out", 100)) {
+      new_caps = caps_width(s) == 32;
+      gst_sample_unref(s);
+    }
+  }
+  fail_unless(new_caps, "the reader did not resume with the new writer's caps");
+  fail_unless(reader.wait_eos("out", 8000), "EOS of the new writer did not reach the reader");
+  fail_unless_equals_int(wait_child(writer, 5000), 0);
+  fail_if(reader.has_error());
+  fail_if(segment_exists(segment), "segment left in /dev/shm after a clean writer exit");
+}
+GST_END_TEST;
+
+// A reader started before its writer (another process) waits, then plays; start order does not matter.
+GST_START_TEST(test_reader_before_writer_process) {
+  const std::string segment = segment_name("order");
+  Pipeline reader("shmxsrc segment=" + segment + " wait-warning-interval=1 ! appsink name=out sync=false");
+  reader.play();
+  const std::string warning = wait_for_text(reader.bus, GST_MESSAGE_WARNING, segment, 3000);
+  fail_if(warning.empty(), "no waiting warning naming the segment");
+  const pid_t writer = spawn_pipeline(video_writer(segment, 64, "num-buffers=30"), 20);
+  GstSample* sample = reader.pull("out", 5000);
+  fail_unless(sample != nullptr);
+  gst_sample_unref(sample);
+  fail_unless(reader.wait_eos("out", 5000), "no EOS from the writer");
+  fail_unless_equals_int(wait_child(writer, 5000), 0);
+  fail_if(reader.has_error());
+}
+GST_END_TEST;
+
+// Two pipelines on the system clock agree on capture times: the running time a reader stamps plus its base
+// time is the writer's base time plus the writer's PTS, and lies just before the publish time.
+GST_START_TEST(test_timestamps_mapped_to_clock) {
+  const std::string segment = segment_name("clock");
+  Pipeline writer(video_writer(segment, 64));
+  writer.play();
+  sleep_ms(300);  // different base times for the pipelines
+  Pipeline reader("shmxsrc segment=" + segment + " ! appsink name=mapped sync=false   shmxsrc segment=" +
+                  segment + " timestamp-mode=original ! appsink name=original sync=false");
+  reader.play();
+
+  std::map<guint64, GstClockTime> mapped;  // frame offset -> monotonic capture time seen by the clock reader
+  GstCaps* reference = gst_caps_from_string("timestamp/x-shmx-publish");
+  int checked = 0;
+  for (int i = 0; i < 20; ++i) {
+    GstSample* sample = reader.pull("mapped", 3000);
+    fail_unless(sample != nullptr);
+    GstBuffer* buffer = gst_sample_get_buffer(sample);
+    const GstClockTime capture = gst_element_get_base_time(reader.pipeline) + GST_BUFFER_PTS(buffer);
+    GstReferenceTimestampMeta* publish = gst_buffer_get_reference_timestamp_meta(buffer, reference);
+    fail_unless(publish != nullptr);
+    if (GST_BUFFER_PTS(buffer) > 0) {  // frames older than this pipeline are stamped 0
+      fail_unless(capture <= publish->timestamp, "captured after published");
+      fail_unless(publish->timestamp - capture < 100 * GST_MSECOND,
+                  "capture %" GST_TIME_FORMAT " publish %" GST_TIME_FORMAT, GST_TIME_ARGS(capture),
+                  GST_TIME_ARGS(publish->timestamp));
+      mapped[GST_BUFFER_OFFSET(buffer)] = capture;
+    }
+    gst_sample_unref(sample);
+  }
+  for (int i = 0; i < 40 && checked < 5; ++i) {
+    GstSample* sample = reader.pull("original", 3000);
+    fail_unless(sample != nullptr);
+    GstBuffer* buffer = gst_sample_get_buffer(sample);
+    auto it = mapped.find(GST_BUFFER_OFFSET(buffer));
+    if (it != mapped.end()) {
+      const GstClockTime writer_capture = gst_element_get_base_time(writer.pipeline) + GST_BUFFER_PTS(buffer);
+      fail_unless_equals_uint64(writer_capture, it->second);
+      checked++;
+    }
+    gst_sample_unref(sample);
+  }
+  fail_unless(checked > 0, "no frame seen by both readers");
+  gst_caps_unref(reference);
+  fail_if(reader.has_error());
+  fail_if(writer.has_error());
+}
+GST_END_TEST;
+
+// A slow reader in another process, and a stopped one, never slow the writer; the slow one counts skips
+// and the stopped one is reported stale; once killed it is reaped.
+GST_START_TEST(test_slow_reader_does_not_slow_writer) {
+  const std::string segment = segment_name("slow");
+  Pipeline writer(
+      "videotestsrc is-live=true ! video/x-raw,format=RGBA,width=320,height=240,framerate=200/1 ! "
+      "shmxsink name=sink reader-timeout=500 segment=" +
+      segment);
+  writer.play();
+  GstElement* sink = writer.get("sink");
+  const pid_t slow = spawn_pipeline(
+      "shmxsrc segment=" + segment + " reader-name=slow ! identity sleep-time=50000 ! fakesink sync=false",
+      30);
+  const pid_t stalled =
+      spawn_pipeline("shmxsrc segment=" + segment + " reader-name=stalled ! fakesink sync=false", 30);
+  guint readers = 0;
+  fail_unless(wait_until(5000,
+                         [&] {
+                           g_object_get(sink, "readers", &readers, nullptr);
+                           return readers == 2;
+                         }),
+              "readers did not attach");
+  kill(stalled, SIGSTOP);
+
+  auto published = [&] {
+    GstStructure* stats = nullptr;
+    g_object_get(sink, "stats", &stats, nullptr);
+    guint64 n = 0;
+    gst_structure_get_uint64(stats, "frames-published", &n);
+    gst_structure_free(stats);
+    return n;
+  };
+  const guint64 before = published();
+  sleep_ms(1000);
+  const guint64 rate = published() - before;
+  fail_unless(rate >= 170, "the writer published %" G_GUINT64_FORMAT " frames/s instead of ~200", rate);
+
+  GValue stats = G_VALUE_INIT;
+  g_value_init(&stats, GST_TYPE_ARRAY);
+  g_object_get_property(G_OBJECT(sink), "reader-stats", &stats);
+  bool slow_skipped = false, stalled_stale = false;
+  for (guint i = 0; i < gst_value_array_get_size(&stats); ++i) {
+    const GstStructure* s = gst_value_get_structure(gst_value_array_get_value(&stats, i));
+    guint64 skipped = 0;
+    gboolean stale = FALSE;
+    if (g_strcmp0(gst_structure_get_string(s, "name"), "slow") == 0 &&
+        gst_structure_get_uint64(s, "frames-skipped", &skipped))
+      slow_skipped = skipped > 50;
+    if (g_strcmp0(gst_structure_get_string(s, "name"), "stalled") == 0 &&
+        gst_structure_get_boolean(s, "stale", &stale))
+      stalled_stale = stale;
+  }
+  g_value_unset(&stats);
+  fail_unless(slow_skipped, "the slow reader's skipped frames were not counted");
+  fail_unless(stalled_stale, "the stopped reader is not reported stale");
+
+  // A reader killed while holding slots is reaped at once and its slots return to the writer.
+  kill_child(stalled);
+  GstMessage* reaped = wait_for_element_message(writer.bus, "shmx-reader-reaped", 3000);
+  fail_unless(reaped != nullptr, "the killed reader was not reaped");
+  fail_unless_equals_string(gst_structure_get_string(gst_message_get_structure(reaped), "name"), "stalled");
+  gst_message_unref(reaped);
+
+  kill_child(stalled);
+  kill_child(slow);
+  fail_if(writer.has_error());
+}
+GST_END_TEST;
+
+// Encoded video, audio: caps the writer negotiated are the caps the reader outputs.
+GST_START_TEST(test_media_types) {
+  struct Case {
+    const char* name;
+    const char* writer_head;
+    const char* needs;
+  };
+  const Case cases[] = {
+      {"h264-x264",
+       "videotestsrc num-buffers=40 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc "
+       "tune=zerolatency ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au",
+       "x264enc"},
+      {"h264-openh264",
+       "videotestsrc num-buffers=40 ! video/x-raw,width=320,height=240,framerate=30/1 ! openh264enc "
+       "! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au",
+       "openh264enc"},
+      {"audio", "audiotestsrc num-buffers=40 ! audio/x-raw,format=S16LE,rate=48000,channels=2",
+       "audiotestsrc"},
+  };
+  int ran = 0;
+  for (const Case& c : cases) {
+    if (!element_available(c.needs)) {
+      g_print("media type %s skipped: element %s is not installed\n", c.name, c.needs);
+      continue;
+    }
+    ran++;
+    const std::string segment = segment_name(c.name);
+    Pipeline reader("shmxsrc segment=" + segment + " copy=true ! appsink name=out sync=false");
+    reader.play();
+    Pipeline writer(std::string(c.writer_head) + " ! shmxsink name=sink segment=" + segment);
+    writer.play();
+    GstSample* sample = reader.pull("out", 10000);
+    fail_unless(sample != nullptr, "%s: no frame", c.name);
+    GstCaps* sent = gst_pad_get_current_caps(gst_element_get_static_pad(writer.get("sink"), "sink"));
+    fail_unless(sent != nullptr);
+    fail_unless(gst_caps_is_equal(sent, gst_sample_get_caps(sample)),
+                "%s: %" GST_PTR_FORMAT " != %" GST_PTR_FORMAT, c.name, sent, gst_sample_get_caps(sample));
+    gst_caps_unref(sent);
+    gst_sample_unref(sample);
+    fail_unless(reader.wait_eos("out", 10000), "%s: no EOS", c.name);
+    fail_if(reader.has_error());
+    fail_if(writer.has_error());
+  }
+  fail_unless(ran > 0);
+}
+GST_END_TEST;
+
+// Stopping reader and writer in either order posts no ERROR and leaves nothing in /dev/shm.
+GST_START_TEST(test_clean_stop) {
+  for (int writer_first = 0; writer_first < 2; ++writer_first) {
+    const std::string segment = segment_name("stop");
+    Pipeline writer(video_writer(segment, 64));
+    Pipeline reader("shmxsrc segment=" + segment + " ! fakesink sync=true");
+    writer.play();
+    reader.play();
+    sleep_ms(500);
+    if (writer_first) {
+      gst_element_set_state(writer.pipeline, GST_STATE_NULL);
+      sleep_ms(300);
+      gst_element_set_state(reader.pipeline, GST_STATE_NULL);
+    } else {
+      gst_element_set_state(reader.pipeline, GST_STATE_NULL);
+      gst_element_set_state(writer.pipeline, GST_STATE_NULL);
+    }
+    fail_if(reader.has_error());
+    fail_if(writer.has_error());
+    fail_if(segment_exists(segment));
+  }
+}
+GST_END_TEST;
+
+static Suite* pipelines_suite() {
+  Suite* s = suite_create("shmx-pipelines");
+  TCase* tc = tcase_create("pipelines");
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_writer_killed_and_restarted);
+  tcase_add_test(tc, test_reader_before_writer_process);
+  tcase_add_test(tc, test_timestamps_mapped_to_clock);
+  tcase_add_test(tc, test_slow_reader_does_not_slow_writer);
+  tcase_add_test(tc, test_media_types);
+  tcase_add_test(tc, test_clean_stop);
+  return s;
+}
+
+int main(int argc, char** argv) {
+  return shmx_test::test_main(argc, argv, pipelines_suite, "shmx-pipelines");
+}
