@@ -45,4 +45,4 @@ static gboolean plugin_init(GstPlugin* plugin) {
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, shmx,
                   "Latest-frame shared-memory transport between processes, with caps, timestamps and "
                   "reader tracking",
-                  plugin_init, SHMX_VERSION, "LGPL", "shmx", "https://github.com/shmx/shmx")
+                  plugin_init, SHMX_VERSION, "LGPL", "shmx", "Unknown package origin")

@@ -496,6 +496,13 @@ static GstFlowReturn gst_shmx_src_create(GstPushSrc* push_src, GstBuffer** out) 
 
     if (frame->session_mismatch) {
       // The name now belongs to another writer session (a restart, or slots grown): follow it.
+      if (frame->writer_died) {
+        state.writer_losses++;
+        GST_ELEMENT_WARNING(self, RESOURCE, READ,
+                            ("The writer of segment '%s' died without EOS; a new writer took over.",
+                             settings.segment.c_str()),
+                            ("following the new session"));
+      }
       GST_INFO_OBJECT(self, "segment '%s' has a new session: reopening", settings.segment.c_str());
       if (frame->held) shmx::Client::release(frame->hold);
       shmx::Status reopened = state.client.reopen();

@@ -42,6 +42,7 @@ struct FrameView {
   size_t payload_size = 0;
   uint64_t skipped = 0;           // frames committed since the previous frame this client returned, not returned
   bool session_mismatch = false;  // the writer restarted (new session): reopen() and re-read metadata
+  bool writer_died = false;       // with session_mismatch: the previous writer died without closing
   bool held = false;              // payload points into shared memory; release(hold) when done
   HoldToken hold;
 
@@ -60,8 +61,8 @@ struct ClientStats {
   uint64_t reopens = 0;
 };
 
-// Thread safety: open/read/wait/reopen/close from one thread at a time; interrupt(), release() and
-// stats() from any thread.
+// Thread safety: open/read/wait/reopen/close from one thread at a time; interrupt(), release(),
+// send() and stats() from any thread.
 class Client {
  public:
   Client() = default;
@@ -105,6 +106,7 @@ class Client {
   void clear_interrupt();
 
   // Control plane: a TLV to the writer. RingFull if the writer has not drained the ring.
+  // send() and send_heartbeat() are safe from any thread.
   Status send(uint16_t type, const void* value, uint32_t length);
   Status send_heartbeat();
   void heartbeat();  // stamps the heartbeat in the reader slot without a message
@@ -126,7 +128,7 @@ class Client {
   std::string name_;
   ClientOptions options_;
   detail::Segment* segment_ = nullptr;  // counted reference; swapped under mutex_
-  mutable std::mutex mutex_;            // protects segment_ against interrupt() and the heartbeat thread
+  mutable std::mutex mutex_;            // protects segment_ against interrupt(), send() and the heartbeat thread
   uint64_t last_frame_id_ = 0;
   uint64_t session_id_ = 0;
   uint64_t next_liveness_check_ns_ = 0;

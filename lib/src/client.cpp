@@ -226,6 +226,7 @@ Result<FrameView> Client::check_liveness() {
   if (platform::identity_of(name_) != 0 && s.map().replaced()) {
     FrameView view;
     view.session_mismatch = true;
+    view.writer_died = !closed;
     return view;
   }
   if (closed) return Status(Errc::Closed, "segment '" + name_ + "' was closed by its writer");
@@ -367,6 +368,8 @@ void Client::interrupt() {
 void Client::clear_interrupt() { interrupted_.store(false, std::memory_order_release); }
 
 Status Client::send(uint16_t type, const void* value, uint32_t length) {
+  // The ring has one producer: the lock serialises senders and keeps segment_ from being swapped.
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!segment_) return Status(Errc::Closed, "client is not open");
   detail::Segment& s = *segment_;
   if (!still_registered(s))
