@@ -268,7 +268,7 @@ Result<FrameView> Client::read_slot(uint64_t latest, ReadMode mode) {
     }
     if (ok && !hold) {
       if (copy_buffer_.size() < view.header.payload_size) copy_buffer_.resize(s.slot_payload_capacity);
-      std::memcpy(copy_buffer_.data(), s.payload(slot), view.header.payload_size);
+      if (view.header.payload_size) std::memcpy(copy_buffer_.data(), s.payload(slot), view.header.payload_size);
     }
     // acquire fence: the copies above happen before the sequence is checked again.
     std::atomic_thread_fence(std::memory_order_acquire);

@@ -155,7 +155,7 @@ Status Server::set_metadata(const std::vector<StreamInfo>& streams) {
   m->seq.store(seq + 1, std::memory_order_relaxed);
   // release fence: readers that see the data below also see the odd sequence (seqlock writer).
   std::atomic_thread_fence(std::memory_order_release);
-  std::memcpy(segment_->metadata_data(), encoded->data(), encoded->size());
+  if (!encoded->empty()) std::memcpy(segment_->metadata_data(), encoded->data(), encoded->size());
   m->size = static_cast<uint32_t>(encoded->size());
   m->hash = fnv1a64(encoded->data(), encoded->size());
   m->generation = m->generation + 1;
