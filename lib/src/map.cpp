@@ -2,10 +2,16 @@
 // map.cpp: Map, a named segment mapped into this process, on top of the platform layer.
 #include "platform.h"
 
+#include <chrono>
+#include <thread>
+
 namespace shmx {
 namespace {
 
 constexpr int kCreateAttempts = 8;
+// Writers reclaiming a dead writer's object serialise on this lock byte (past every reader byte),
+// and only probe byte 0: taking byte 0 of a dead object would make it look alive to readers.
+constexpr uint64_t kReclaimByte = 1 + kMaxReaders;
 
 platform::ShmHandle handle_of(intptr_t handle, uint64_t identity) { return platform::ShmHandle{handle, identity}; }
 
@@ -83,15 +89,20 @@ Result<Map> Map::create(const std::string& name, uint64_t size, uint32_t permiss
       return Status(old.code(), "segment '" + name + "' exists and cannot be checked: " + old.status().message());
     }
     platform::ShmHandle h = *old;
-    if (!platform::try_lock(h, 0)) {
+    if (platform::is_locked_by_other(h, 0)) {
       const uint32_t pid = writer_pid_of(h);
       platform::close_handle(h);
       return Status(Errc::LiveWriter, "segment '" + name + "' already has a live writer" +
                                           (pid ? " (pid " + std::to_string(pid) + ")" : std::string()) +
                                           "; a second writer is refused");
     }
-    // Its writer is gone. Holding its lock, remove the name if it still names this object.
-    if (platform::identity_of(name) == h.identity) platform::unlink_name(name);
+    // Its writer is gone. Holding the reclaim lock, remove the name if it still names this object;
+    // if another writer is reclaiming it right now, let it finish and look again.
+    if (platform::try_lock(h, kReclaimByte)) {
+      if (platform::identity_of(name) == h.identity) platform::unlink_name(name);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     platform::close_handle(h);
   }
   return Status(Errc::SystemError, "could not create segment '" + name + "' after " +

@@ -59,6 +59,10 @@ class Segment {
   bool is_writer = false;
   std::atomic<bool> closed{false};          // Server::close() ran: loans can no longer commit
   std::atomic<uint64_t> next_frame_id{1};
+  // Process-local mirrors, so that writer threads never read shared memory another writer thread
+  // is writing: each slot's frame id (0 while loaned or never used) and the metadata generation.
+  std::atomic<uint64_t> slot_frame_id[kMaxSlots] = {};
+  std::atomic<uint64_t> metadata_generation{0};
 
   // Reader side: the registration this process owns in this segment, undone with the last reference.
   int32_t reader_index = -1;

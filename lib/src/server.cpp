@@ -158,14 +158,17 @@ Status Server::set_metadata(const std::vector<StreamInfo>& streams) {
   if (!encoded->empty()) std::memcpy(segment_->metadata_data(), encoded->data(), encoded->size());
   m->size = static_cast<uint32_t>(encoded->size());
   m->hash = fnv1a64(encoded->data(), encoded->size());
-  m->generation = m->generation + 1;
+  const uint64_t generation = segment_->metadata_generation.load(std::memory_order_relaxed) + 1;
+  m->generation = generation;
   // release: a reader that sees the even sequence sees the whole new copy.
   m->seq.store(seq + 2, std::memory_order_release);
+  // release: a commit that reads the new generation is ordered after the new metadata.
+  segment_->metadata_generation.store(generation, std::memory_order_release);
   return Status::ok();
 }
 
 uint64_t Server::metadata_generation() const {
-  return segment_ ? segment_->metadata_header()->generation : 0;
+  return segment_ ? segment_->metadata_generation.load(std::memory_order_acquire) : 0;
 }
 
 Result<Loan> Server::loan() {
@@ -180,7 +183,8 @@ Result<Loan> Server::loan() {
     const uint64_t latest = h->latest.load(std::memory_order_acquire);
     const uint64_t held = detail::held_by_readers(s);
     uint64_t candidates = all_slots(s.slot_count) & ~loaned & ~held & ~excluded;
-    if (latest != 0) candidates &= ~(1ull << (latest & 0xff));
+    // (A latest naming a slot that does not exist is corruption by another process; ignore it.)
+    if (latest != 0 && (latest & 0xff) < s.slot_count) candidates &= ~(1ull << (latest & 0xff));
     if (candidates == 0) {
       // Out of slots: the holds of readers that died are the only ones we may take back, once.
       if (reaped || held == 0) break;
@@ -193,7 +197,7 @@ Result<Loan> Server::loan() {
     uint64_t oldest = UINT64_MAX;
     for (uint32_t i = 0; i < s.slot_count; ++i) {
       if (!(candidates & (1ull << i))) continue;
-      const uint64_t fid = s.frame(i)->frame_id;
+      const uint64_t fid = s.slot_frame_id[i].load(std::memory_order_relaxed);
       if (fid < oldest) oldest = fid, slot = i;
     }
     const uint64_t bit = 1ull << slot;
@@ -217,6 +221,7 @@ Result<Loan> Server::loan() {
     FrameHeader* f = s.frame(slot);
     f->frame_id = 0;
     f->payload_size = 0;
+    s.slot_frame_id[slot].store(0, std::memory_order_relaxed);
     Loan loan;
     s.ref();
     loan.segment_ = &s;
@@ -249,11 +254,13 @@ Result<uint64_t> Server::commit(Loan&& loan, const FrameInfo& info) {
   FrameHeader* f = s.frame(slot);
   f->frame_id = frame_id;
   f->session_id = s.session_id;
-  f->publish_ns = monotonic_ns();
+  const uint64_t publish_ns = monotonic_ns();
+  f->publish_ns = publish_ns;
   f->timestamp_ns = info.timestamp_ns;
   f->flags = info.flags;
   f->payload_size = static_cast<uint32_t>(loan.writer_.size());
-  f->metadata_generation = s.metadata_header()->generation;
+  f->metadata_generation = s.metadata_generation.load(std::memory_order_acquire);
+  s.slot_frame_id[slot].store(frame_id, std::memory_order_relaxed);
   // release: a reader that sees the even sequence sees the header and payload.
   s.slot_control(slot)->seq.fetch_add(1, std::memory_order_release);
   const uint64_t packed = (frame_id << 8) | slot;
@@ -265,7 +272,7 @@ Result<uint64_t> Server::commit(Loan&& loan, const FrameInfo& info) {
   }
   h->loaned_mask.fetch_and(~(1ull << slot), std::memory_order_release);
   h->frames_committed.fetch_add(1, std::memory_order_relaxed);
-  h->writer_heartbeat_ns.store(f->publish_ns, std::memory_order_relaxed);
+  h->writer_heartbeat_ns.store(publish_ns, std::memory_order_relaxed);
   loan.segment_->unref();
   loan.reset();
   wake_readers(s);
