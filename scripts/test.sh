@@ -78,13 +78,37 @@ stage_default() {
   run_meson_stage default build
 }
 
-# To come (owners add them; each is one function plus one entry in STAGES):
-#   stage_asan()  { run_meson_stage asan build-asan -Db_sanitize=address,undefined -Db_lundef=false; }
-#   stage_tsan()  { run_meson_stage tsan build-tsan -Db_sanitize=thread -- --suite stress; }
-#   stage_fuzz()  { time-bounded libFuzzer run of tests/fuzz (clang, -Dfuzz=true) }
-#   stage_bench() { benchmark smoke run: the bench programs for a few seconds, pass if they exit 0 }
+# run_stage_script NAME SCRIPT [ARGS...]: runs a stage script under scripts/stages/ and takes its
+# counts from its last line "STAGE NAME: N passed, N failed[, N skipped]" (a missing line is a failure).
+run_stage_script() {
+  local name=$1 script=$2
+  shift 2
+  local log line passed=0 failed=0 skipped=0
+  log=$(mktemp)
+  bash "$script" "$@" </dev/null 2>&1 | tee "$log"
+  line=$(grep -E "^STAGE $name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+  rm -f "$log"
+  if [[ -z $line ]]; then
+    echo "stage $name: no count line from $script" >&2
+    stage_result "$name" 0 1 0
+    return
+  fi
+  passed=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+  failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  [[ $line == *skipped* ]] && skipped=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
+  stage_result "$name" "$passed" "$failed" "$skipped"
+}
 
-STAGES=(default)
+# Every suite again under AddressSanitizer + UBSan (scripts/stages/asan.sh says how).
+stage_asan() { run_stage_script asan scripts/stages/asan.sh; }
+# The time-bounded multi-thread / multi-process stress programs under ThreadSanitizer.
+stage_tsan() { run_stage_script tsan scripts/stages/tsan.sh; }
+# libFuzzer over hostile segments for a bounded time (SHMX_FUZZ_SECONDS, default 60).
+stage_fuzz() { run_stage_script fuzz scripts/stages/fuzz.sh; }
+# The benchmark program in its quick mode: every transport delivers frames (figures are not judged).
+stage_bench() { run_stage_script bench-smoke scripts/stages/bench-smoke.sh; }
+
+STAGES=(default asan tsan fuzz bench)
 
 # Fails the run if it left new shmx segments in /dev/shm (ones present before the run are ignored).
 check_shm_leftovers() {
