@@ -137,7 +137,7 @@ void log_status(shmx::Server& server, uint64_t frames_in_period, double period_s
     list += entry;
   }
   log_line("%.1f frames/s, frame %llu, dropped %llu, %zu reader(s)%s%s", frames_in_period / period_s,
-           static_cast<unsigned long long>(latest_frame_id), static_cast<unsigned long long>(stats.frames_dropped),
+           static_cast<unsigned long long>(latest_frame_id), static_cast<unsigned long long>(stats.loans_refused),
            readers.size(), readers.empty() ? "" : ": ", list.c_str());
 }
 
@@ -218,6 +218,6 @@ int main(int argc, char** argv) {
   server.close();  // marks the segment closed (readers see Closed) and removes /dev/shm/shmx.<name>
   log_line("%s: %llu frames committed, %llu dropped; segment closed", g_stop ? "signal received" : "done",
            static_cast<unsigned long long>(stats.frames_committed),
-           static_cast<unsigned long long>(stats.frames_dropped));
+           static_cast<unsigned long long>(stats.loans_refused));
   return exit_code;
 }

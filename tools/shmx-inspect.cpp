@@ -60,9 +60,9 @@ void print_text(const shmx::SegmentSnapshot& s, double fps) {
               s.writer_alive ? "alive" : "gone");
   std::printf("  %u slots x %" PRIu64 " bytes, %" PRIu64 " bytes total; loaned %u, held by readers %u\n", s.slot_count,
               s.slot_payload_capacity, s.total_size, s.slots_loaned, s.slots_held);
-  std::printf("  frames %" PRIu64 " committed, %" PRIu64 " dropped; %.1f frames/s; latest frame %" PRIu64
+  std::printf("  frames %" PRIu64 " committed, %" PRIu64 " loans refused (no free slot); %.1f frames/s; latest frame %" PRIu64
               " age %.1f ms\n",
-              s.frames_committed, s.frames_dropped, fps, s.latest_frame_id, ms(s.latest_frame_age_ns));
+              s.frames_committed, s.loans_refused, fps, s.latest_frame_id, ms(s.latest_frame_age_ns));
   std::printf("  metadata generation %" PRIu64 ", %zu stream(s)\n", s.metadata.generation, s.metadata.streams.size());
   for (size_t i = 0; i < s.metadata.streams.size(); ++i) {
     const auto& st = s.metadata.streams[i];
@@ -85,9 +85,9 @@ void print_json(const shmx::SegmentSnapshot& s, double fps) {
               json_string(s.name).c_str(), s.session_id, s.writer_pid, s.writer_alive ? "true" : "false");
   std::printf("\"slot_count\":%u,\"slot_payload_capacity\":%" PRIu64 ",\"total_size\":%" PRIu64 ",", s.slot_count,
               s.slot_payload_capacity, s.total_size);
-  std::printf("\"frames_committed\":%" PRIu64 ",\"frames_dropped\":%" PRIu64 ",\"fps\":%.2f,\"latest_frame_id\":%" PRIu64
+  std::printf("\"frames_committed\":%" PRIu64 ",\"loans_refused\":%" PRIu64 ",\"fps\":%.2f,\"latest_frame_id\":%" PRIu64
               ",\"latest_frame_age_ms\":%.3f,",
-              s.frames_committed, s.frames_dropped, fps, s.latest_frame_id, ms(s.latest_frame_age_ns));
+              s.frames_committed, s.loans_refused, fps, s.latest_frame_id, ms(s.latest_frame_age_ns));
   std::printf("\"generation\":%" PRIu64 ",\"streams\":[", s.metadata.generation);
   for (size_t i = 0; i < s.metadata.streams.size(); ++i) {
     const auto& st = s.metadata.streams[i];

@@ -304,7 +304,7 @@ struct alignas(kCacheLine) GlobalHeader {
   std::atomic<uint32_t> commit_futex;   // incremented after every commit; readers futex-wait on it
   uint32_t reserved0;
   std::atomic<uint64_t> frames_committed;
-  std::atomic<uint64_t> frames_dropped;  // loans refused with NoFreeSlot
+  std::atomic<uint64_t> loans_refused;  // loans refused with NoFreeSlot
   std::atomic<uint64_t> loaned_mask;     // slots loaned to the writer, claimed by fetch_or
   std::atomic<uint64_t> writer_heartbeat_ns;
   uint64_t reserved[11];

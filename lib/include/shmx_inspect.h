@@ -20,7 +20,7 @@ struct SegmentSnapshot {
   uint64_t latest_frame_id = 0;
   uint64_t latest_frame_age_ns = 0;  // since the latest frame's publish time; 0 if none
   uint64_t frames_committed = 0;
-  uint64_t frames_dropped = 0;
+  uint64_t loans_refused = 0;
   uint32_t slots_loaned = 0;
   uint32_t slots_held = 0;
   Metadata metadata;

@@ -84,7 +84,7 @@ struct ControlMessage {
 
 struct ServerStats {
   uint64_t frames_committed = 0;
-  uint64_t frames_dropped = 0;  // loans refused for lack of a free slot
+  uint64_t loans_refused = 0;  // loans refused for lack of a free slot (the caller dropped or copied the frame)
   uint32_t slots_held_by_readers = 0;
   uint32_t slots_loaned = 0;
 };

@@ -53,7 +53,7 @@ Result<SegmentSnapshot> inspect_segment(const std::string& name) {
     snap.latest_frame_age_ns = now > published ? now - published : 0;
   }
   snap.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
-  snap.frames_dropped = h->frames_dropped.load(std::memory_order_relaxed);
+  snap.loans_refused = h->loans_refused.load(std::memory_order_relaxed);
   snap.slots_loaned = static_cast<uint32_t>(std::bitset<64>(h->loaned_mask.load(std::memory_order_relaxed)).count());
   snap.slots_held = static_cast<uint32_t>(std::bitset<64>(detail::held_by_readers(*seg)).count());
   auto md = detail::read_metadata(*seg);

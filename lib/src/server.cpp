@@ -231,7 +231,7 @@ Result<Loan> Server::loan() {
     loan.writer_ = TlvWriter(loan.payload_, loan.capacity_);
     return loan;
   }
-  h->frames_dropped.fetch_add(1, std::memory_order_relaxed);
+  h->loans_refused.fetch_add(1, std::memory_order_relaxed);
   const uint64_t held = detail::held_by_readers(s);
   return Status(Errc::NoFreeSlot,
                 "no free slot in segment '" + s.map().name() + "': " + std::to_string(s.slot_count) +
@@ -380,7 +380,7 @@ ServerStats Server::stats() const {
   if (!segment_) return st;
   const GlobalHeader* h = segment_->header();
   st.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
-  st.frames_dropped = h->frames_dropped.load(std::memory_order_relaxed);
+  st.loans_refused = h->loans_refused.load(std::memory_order_relaxed);
   st.slots_held_by_readers =
       static_cast<uint32_t>(std::bitset<64>(detail::held_by_readers(*segment_)).count());
   st.slots_loaned =

@@ -45,7 +45,7 @@ TEST(Layout, GlobalHeaderFields) {
   EXPECT_EQ(offsetof(GlobalHeader, commit_futex), 128u);
   EXPECT_EQ(offsetof(GlobalHeader, reserved0), 132u);
   EXPECT_EQ(offsetof(GlobalHeader, frames_committed), 136u);
-  EXPECT_EQ(offsetof(GlobalHeader, frames_dropped), 144u);
+  EXPECT_EQ(offsetof(GlobalHeader, loans_refused), 144u);
   EXPECT_EQ(offsetof(GlobalHeader, loaned_mask), 152u);
   EXPECT_EQ(offsetof(GlobalHeader, writer_heartbeat_ns), 160u);
   EXPECT_EQ(offsetof(GlobalHeader, reserved), 168u);

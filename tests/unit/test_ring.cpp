@@ -279,7 +279,7 @@ TEST_F(Ring, HeldSlotsLeaveNoFreeSlotAndTheWriterDoesNotBlock) {
   const uint8_t byte = 0;
   auto published = server_.publish({{0, &byte, 1}}, info);
   EXPECT_EQ(published.code(), Errc::NoFreeSlot);
-  EXPECT_EQ(server_.stats().frames_dropped, 2u);
+  EXPECT_EQ(server_.stats().loans_refused, 2u);
 
   Client::release(f1->hold);
   EXPECT_EQ(server_.stats().slots_held_by_readers, 1u);
