@@ -155,18 +155,35 @@ bool apply_buffer_info(const BufferInfo& info, GstBuffer* buffer) {
   GST_BUFFER_OFFSET_END(buffer) = info.offset_end;
   GST_BUFFER_FLAG_SET(buffer, info.flags & kPreservedFlagsMask);
 
-  if (!info.has_video_meta) return true;
+  GstVideoMeta* meta = gst_buffer_get_video_meta(buffer);
+  if (!info.has_video_meta) {
+    if (meta) gst_buffer_remove_meta(buffer, &meta->meta);  // left by a previous frame (pooled)
+    return true;
+  }
   gsize offsets[GST_VIDEO_MAX_PLANES] = {};
   gint strides[GST_VIDEO_MAX_PLANES] = {};
   for (guint i = 0; i < info.video.n_planes; ++i) {
     offsets[i] = info.video.offset[i];
     strides[i] = info.video.stride[i];
   }
-  GstVideoMeta* meta =
-      gst_buffer_add_video_meta_full(buffer, static_cast<GstVideoFrameFlags>(info.video.flags),
-                                     static_cast<GstVideoFormat>(info.video.format), info.video.width,
-                                     info.video.height, info.video.n_planes, offsets, strides);
-  if (!meta) return false;
+  if (meta) {
+    // A recycled buffer keeps its meta (pooled): describe this frame in it instead of allocating.
+    meta->flags = static_cast<GstVideoFrameFlags>(info.video.flags);
+    meta->format = static_cast<GstVideoFormat>(info.video.format);
+    meta->width = info.video.width;
+    meta->height = info.video.height;
+    meta->n_planes = info.video.n_planes;
+    for (guint i = 0; i < GST_VIDEO_MAX_PLANES; ++i) {
+      meta->offset[i] = offsets[i];
+      meta->stride[i] = strides[i];
+    }
+    gst_video_alignment_reset(&meta->alignment);
+  } else {
+    meta = gst_buffer_add_video_meta_full(buffer, static_cast<GstVideoFrameFlags>(info.video.flags),
+                                          static_cast<GstVideoFormat>(info.video.format), info.video.width,
+                                          info.video.height, info.video.n_planes, offsets, strides);
+    if (!meta) return false;
+  }
 
   // A meta whose planes reach past the data would make downstream read out of bounds: drop it.
   if (!video_meta_fits(*meta, gst_buffer_get_size(buffer))) {

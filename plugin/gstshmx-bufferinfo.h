@@ -55,7 +55,8 @@ void encode_buffer_info(const BufferInfo& info, uint8_t* out);
 // Decodes untrusted bytes; false if too short, of an unknown version, or with a bad video meta.
 bool decode_buffer_info(const uint8_t* data, size_t size, BufferInfo& out);
 
-// Copies timestamps, offsets and flags onto `buffer` (writable) and adds the video meta, if any.
+// Copies timestamps, offsets and flags onto `buffer` (writable) and adds the video meta, if any (a video
+// meta the buffer already has is rewritten in place, or removed when the frame has none).
 // Timestamps are the original ones; the source replaces them when it maps to its own clock.
 // Returns false when the video meta did not fit the buffer and was left out.
 bool apply_buffer_info(const BufferInfo& info, GstBuffer* buffer);

@@ -19,6 +19,17 @@
  * error. A second writer on a segment whose writer is alive is refused; a segment left behind by
  * a writer that died is reclaimed. On EOS the readers receive EOS; on stop the segment is removed.
  *
+ * Zero copy: for raw video the sink answers the ALLOCATION query with a buffer pool whose buffers
+ * are ring slots. An upstream element that writes into downstream buffers (videotestsrc,
+ * videoconvert, decoders, an application pushing pool buffers into appsrc) then fills shared memory
+ * directly and the sink only commits the slot (counted in `frames-zero-copy`). Any other buffer is
+ * copied once into a slot (`frames-copied`). A pool buffer that finds no free slot is backed by
+ * ordinary memory instead (`pool-fallbacks`; upstream never waits) and copied, or dropped if still
+ * no slot is free at render. A pool buffer still referenced elsewhere when it is rendered (a `tee`,
+ * `enable-last-sample=true`) is copied, so that nobody sees a committed slot being reused. With
+ * `slot-count=0` (the default) the segment has room for the pool (3 slots), the latest frame and
+ * two held buffers for each of up to four readers.
+ *
  * Readers are visible to the application: the #GstShmxSink:readers and
  * #GstShmxSink:reader-stats properties, and element messages `shmx-reader-connected`,
  * `shmx-reader-disconnected` and `shmx-reader-reaped` (fields `segment`, `name`, `pid`, `index`).
@@ -42,11 +53,14 @@
 
 #include <gst/video/video.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +69,7 @@
 #include "gstshmx-caps.h"
 #include "gstshmx-clock.h"
 #include "gstshmx-events.h"
+#include "gstshmxslotpool.h"
 #include "shmx_server.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_shmx_sink_debug);
@@ -74,7 +89,7 @@ enum {
 };
 
 #define DEFAULT_SEGMENT nullptr
-#define DEFAULT_SLOT_COUNT 8
+#define DEFAULT_SLOT_COUNT 0
 #define DEFAULT_SLOT_SIZE 0
 #define DEFAULT_MAX_READERS 16
 #define DEFAULT_READER_TIMEOUT 5000
@@ -84,6 +99,16 @@ enum {
 #define MAX_SLOT_SIZE (G_MAXUINT32 - shmx::kPageSize - sizeof(shmx::FrameHeader))
 // Period of the service thread: control messages, reaping, writer heartbeat.
 static constexpr std::chrono::milliseconds kServicePeriod{20};
+
+// The buffer pool proposed upstream: buffers allocated up front (two, so that the pool's own
+// wake-up pipe stays untouched while one buffer cycles) and no upper bound (upstream never waits
+// for a buffer; one that finds no free slot is backed by ordinary memory).
+static constexpr guint kPoolMinBuffers = 2;
+// slot-count=0 sizes the ring for: the pool buffers upstream fills at once (one being filled, one in
+// a queue, one rendering), the latest frame, and two held buffers for each of up to four readers.
+static constexpr guint kPoolSlots = 3;
+static constexpr guint kHeldSlotsPerReader = 2;
+static constexpr guint kReadersBudgeted = 4;
 
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
@@ -97,33 +122,10 @@ struct SinkStream {
   shmx::StreamInfo info;
 };
 
-// An element message or an upstream event produced under the state lock and delivered after it.
+// An element message or an upstream event produced under the state's locks and delivered after them.
 struct Deferred {
   std::vector<GstMessage*> messages;
   std::vector<GstEvent*> events;
-};
-
-// C++ state of the element; new'd in _init, deleted in finalize.
-struct SinkState {
-  // Protects server, streams and slot_payload. Taken by the streaming thread (set_caps, render,
-  // EOS), the service thread and property reads; never held while posting a message, pushing an
-  // event or taking the object lock (lock order: object lock, then this lock, never the reverse).
-  std::mutex lock;
-  std::optional<shmx::Server> server;
-  std::vector<SinkStream> streams;
-  uint64_t slot_payload = 0;  // payload capacity of the current segment's slots
-
-  // Counters: written by the streaming thread, read by property getters.
-  std::atomic<uint64_t> frames_published{0};
-  std::atomic<uint64_t> frames_dropped{0};
-  std::atomic<uint64_t> bytes_published{0};
-  std::atomic<uint64_t> segment_recreations{0};
-
-  // Service thread; service_stop is protected by service_lock.
-  std::thread service;
-  std::mutex service_lock;
-  std::condition_variable service_wake;
-  bool service_stop = false;
 };
 
 // Settings copied out of the properties (under the object lock) for use without it.
@@ -134,6 +136,52 @@ struct SinkSettings {
   guint max_readers = DEFAULT_MAX_READERS;
   guint reader_timeout = DEFAULT_READER_TIMEOUT;
   guint permissions = DEFAULT_PERMISSIONS;
+};
+
+// C++ state of the element; new'd in _init, deleted in finalize.
+//
+// Locking: segment->lock (a shared mutex) guards the server's lifetime. The streaming thread creates
+// and replaces the server (set_caps, render) under it exclusively and otherwise uses it without
+// taking it (it is the only thread that replaces it while streaming; stop() runs once streaming has
+// stopped). The service thread, property reads and the pools (in upstream's thread) take it shared.
+// control_lock serializes the Server calls that are not thread-safe (poll_control, readers, reaping,
+// heartbeat); lock order: object lock, segment->lock, control_lock; none is held while posting a
+// message or pushing an event.
+struct SinkState {
+  std::shared_ptr<gst_shmx::WriterSegment> segment = std::make_shared<gst_shmx::WriterSegment>();
+  std::mutex control_lock;
+
+  // Streaming-thread state (set in start(), used by set_caps, propose_allocation, render, event).
+  SinkSettings settings;
+  std::vector<SinkStream> streams;
+  std::atomic<uint64_t> slot_payload{0};  // payload capacity of the current segment's slots
+  std::atomic<uint64_t> session{0};       // session of the current segment, 0 = none
+  gst_shmx::MonotonicClock clock;
+
+  // The pool last proposed upstream and its caps; protected by pool_lock (ALLOCATION queries may come
+  // from any upstream thread).
+  std::mutex pool_lock;
+  GstBufferPool* pool = nullptr;
+  GstCaps* pool_caps = nullptr;
+
+  // Counters: written by the streaming thread, read by property getters.
+  std::atomic<uint64_t> frames_published{0};
+  std::atomic<uint64_t> frames_zero_copy{0};
+  std::atomic<uint64_t> frames_copied{0};
+  std::atomic<uint64_t> frames_dropped{0};
+  std::atomic<uint64_t> bytes_published{0};
+  std::atomic<uint64_t> segment_recreations{0};
+
+  // Service thread; service_stop is protected by service_lock.
+  std::thread service;
+  std::mutex service_lock;
+  std::condition_variable service_wake;
+  bool service_stop = false;
+
+  ~SinkState() {
+    if (pool) gst_object_unref(pool);
+    if (pool_caps) gst_caps_unref(pool_caps);
+  }
 };
 
 }  // namespace
@@ -156,11 +204,18 @@ struct _GstShmxSink {
 G_DEFINE_TYPE(GstShmxSink, gst_shmx_sink, GST_TYPE_BASE_SINK);
 GST_ELEMENT_REGISTER_DEFINE(shmxsink, "shmxsink", GST_RANK_NONE, GST_TYPE_SHMX_SINK);
 
+// The slot count of slot-count=0: see kPoolSlots.
+static guint gst_shmx_sink_auto_slot_count(guint max_readers) {
+  return std::min<guint>(shmx::kMaxSlots,
+                         kPoolSlots + 1 + kHeldSlotsPerReader * std::min(max_readers, kReadersBudgeted));
+}
+
 static SinkSettings gst_shmx_sink_settings(GstShmxSink* self) {
   SinkSettings settings;
   GST_OBJECT_LOCK(self);
   settings.segment = self->segment ? self->segment : "";
-  settings.slot_count = self->slot_count;
+  settings.slot_count =
+      self->slot_count ? std::max(3u, self->slot_count) : gst_shmx_sink_auto_slot_count(self->max_readers);
   settings.slot_size = self->slot_size;
   settings.max_readers = self->max_readers;
   settings.reader_timeout = self->reader_timeout;
@@ -169,7 +224,7 @@ static SinkSettings gst_shmx_sink_settings(GstShmxSink* self) {
   return settings;
 }
 
-// Posts the error for a failed library call. Must be called without the state lock.
+// Posts the error for a failed library call. Must be called without the state's locks.
 static void gst_shmx_sink_post_error(GstShmxSink* self, const std::string& segment,
                                      const shmx::Status& status, const char* what) {
   const std::string debug = status.to_string();
@@ -212,15 +267,18 @@ static std::vector<shmx::StreamInfo> gst_shmx_sink_stream_infos(const SinkState&
   return infos;
 }
 
-// (Re)creates the segment with slots of `payload` bytes and the current streams. Must be called with
-// the state lock held. A previous segment is closed first (readers see it closed and follow the
-// new session).
+// (Re)creates the segment with slots of `payload` bytes and the current streams. Streaming thread
+// only. A previous segment is closed first (readers see it closed and follow the new session); the
+// loans of pool buffers still upstream stay mapped, and their commit is refused (see render).
 static shmx::Status gst_shmx_sink_create_segment(GstShmxSink* self, const SinkSettings& settings,
                                                  uint64_t payload) {
   SinkState& state = *self->state;
-  if (state.server) {
-    state.server->close();
-    state.server.reset();
+  std::unique_lock<std::shared_mutex> locker(state.segment->lock);
+  std::optional<shmx::Server>& server_slot = state.segment->server;
+  if (server_slot) {
+    server_slot->close();
+    server_slot.reset();
+    state.session = 0;
     state.segment_recreations++;
   }
 
@@ -233,12 +291,14 @@ static shmx::Status gst_shmx_sink_create_segment(GstShmxSink* self, const SinkSe
   shmx::Result<shmx::Server> server =
       shmx::Server::create(settings.segment, options, gst_shmx_sink_stream_infos(state));
   if (!server) return server.status();
-  state.server.emplace(std::move(server.value()));
-  state.slot_payload = state.server->slot_payload_capacity();
-  GST_INFO_OBJECT(
-      self,
-      "created segment '%s': %u slots of %" G_GUINT64_FORMAT " bytes, session %016" G_GINT64_MODIFIER "x",
-      settings.segment.c_str(), state.server->slot_count(), state.slot_payload, state.server->session_id());
+  server_slot.emplace(std::move(server.value()));
+  state.slot_payload = server_slot->slot_payload_capacity();
+  state.session = server_slot->session_id();
+  GST_INFO_OBJECT(self,
+                  "created segment '%s': %u slots of %" G_GUINT64_FORMAT
+                  " bytes, session %016" G_GINT64_MODIFIER "x",
+                  settings.segment.c_str(), server_slot->slot_count(), state.slot_payload.load(),
+                  server_slot->session_id());
   return shmx::Status::ok();
 }
 
@@ -255,14 +315,16 @@ static GstMessage* gst_shmx_sink_reader_message(GstShmxSink* self, const char* n
   return gst_message_new_element(GST_OBJECT(self), s);
 }
 
-// One round of the service thread. Must be called without the state lock.
+// One round of the service thread. Must be called without any of the state's locks.
 static void gst_shmx_sink_service_once(GstShmxSink* self, const std::string& segment) {
   SinkState& state = *self->state;
   Deferred deferred;
   {
-    std::lock_guard<std::mutex> locker(state.lock);
-    if (!state.server) return;
-    state.server->poll_control([&](const shmx::ControlMessage& message) {
+    std::shared_lock<std::shared_mutex> segment_locker(state.segment->lock);
+    std::lock_guard<std::mutex> locker(state.control_lock);
+    std::optional<shmx::Server>& server = state.segment->server;
+    if (!server) return;
+    server->poll_control([&](const shmx::ControlMessage& message) {
       switch (message.type) {
         case shmx::kTlvHello:
           GST_INFO_OBJECT(self, "reader '%s' (pid %u) connected", message.reader_name.c_str(), message.pid);
@@ -292,13 +354,13 @@ static void gst_shmx_sink_service_once(GstShmxSink* self, const std::string& seg
           break;
       }
     });
-    for (const shmx::ReaderInfo& reader : state.server->reap_stale_readers()) {
+    for (const shmx::ReaderInfo& reader : server->reap_stale_readers()) {
       GST_INFO_OBJECT(self, "reader '%s' (pid %u) reaped: its process is gone", reader.name.c_str(),
                       reader.pid);
       deferred.messages.push_back(gst_shmx_sink_reader_message(self, "shmx-reader-reaped", segment,
                                                                reader.name, reader.pid, reader.index));
     }
-    state.server->heartbeat();
+    server->heartbeat();
   }
   for (GstMessage* message : deferred.messages) gst_element_post_message(GST_ELEMENT(self), message);
   for (GstEvent* event : deferred.events) gst_pad_push_event(GST_BASE_SINK_PAD(self), event);
@@ -352,10 +414,14 @@ static gboolean gst_shmx_sink_start(GstBaseSink* sink) {
   }
 
   SinkState& state = *self->state;
+  state.settings = settings;  // the properties are GST_PARAM_MUTABLE_READY: fixed until stop
   state.frames_published = 0;
+  state.frames_zero_copy = 0;
+  state.frames_copied = 0;
   state.frames_dropped = 0;
   state.bytes_published = 0;
   state.segment_recreations = 0;
+  state.segment->pool_fallbacks = 0;
   state.service_stop = false;
   state.service = std::thread(gst_shmx_sink_service_loop, self, settings.segment);
   return TRUE;
@@ -365,21 +431,31 @@ static gboolean gst_shmx_sink_stop(GstBaseSink* sink) {
   GstShmxSink* self = GST_SHMX_SINK(sink);
   SinkState& state = *self->state;
   gst_shmx_sink_stop_service(self);
-
-  std::lock_guard<std::mutex> locker(state.lock);
-  if (state.server) {
-    state.server->close();
-    state.server.reset();
+  {
+    std::unique_lock<std::shared_mutex> locker(state.segment->lock);
+    if (state.segment->server) {
+      state.segment->server->close();  // pool buffers still upstream keep their loans until released
+      state.segment->server.reset();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> locker(state.pool_lock);
+    if (state.pool) gst_object_unref(state.pool);
+    if (state.pool_caps) gst_caps_unref(state.pool_caps);
+    state.pool = nullptr;
+    state.pool_caps = nullptr;
   }
   state.streams.clear();
   state.slot_payload = 0;
+  state.session = 0;
+  state.clock.reset();
   return TRUE;
 }
 
 static gboolean gst_shmx_sink_set_caps(GstBaseSink* sink, GstCaps* caps) {
   GstShmxSink* self = GST_SHMX_SINK(sink);
   SinkState& state = *self->state;
-  const SinkSettings settings = gst_shmx_sink_settings(self);
+  const SinkSettings& settings = state.settings;
 
   shmx::StreamInfo info;
   if (!gst_shmx::stream_info_from_caps(caps, "stream0", info)) {
@@ -393,25 +469,69 @@ static gboolean gst_shmx_sink_set_caps(GstBaseSink* sink, GstCaps* caps) {
 
   shmx::Status status;
   const char* what = "Server::set_metadata";
-  {
-    std::lock_guard<std::mutex> locker(state.lock);
-    state.streams.assign(1, SinkStream{0, std::move(info)});
-    if (!state.server) {
-      what = "Server::create";
-      status = gst_shmx_sink_create_segment(self, settings, wanted);
-    } else if (!settings.slot_size && wanted > state.slot_payload) {
-      GST_INFO_OBJECT(self, "new caps need slots of %" G_GUINT64_FORMAT " bytes: creating the segment again",
-                      wanted);
-      what = "Server::create";
-      status = gst_shmx_sink_create_segment(self, settings, wanted);
-    } else {
-      status = state.server->set_metadata(gst_shmx_sink_stream_infos(state));
-    }
+  state.streams.assign(1, SinkStream{0, std::move(info)});
+  if (!state.segment->server) {
+    what = "Server::create";
+    status = gst_shmx_sink_create_segment(self, settings, wanted);
+  } else if (!settings.slot_size && wanted > state.slot_payload) {
+    GST_INFO_OBJECT(self, "new caps need slots of %" G_GUINT64_FORMAT " bytes: creating the segment again",
+                    wanted);
+    what = "Server::create";
+    status = gst_shmx_sink_create_segment(self, settings, wanted);
+  } else {
+    // Exclusive: no frame is committed against half-updated metadata by a pool in another thread.
+    std::unique_lock<std::shared_mutex> locker(state.segment->lock);
+    status = state.segment->server->set_metadata(gst_shmx_sink_stream_infos(state));
   }
   if (!status) {
     gst_shmx_sink_post_error(self, settings.segment, status, what);
     return FALSE;
   }
+  return TRUE;
+}
+
+// Offers upstream a pool of ring slots for raw video (whose frame size the caps give), and says that
+// GstVideoMeta is understood (padded strides travel to the readers).
+static gboolean gst_shmx_sink_propose_allocation(GstBaseSink* sink, GstQuery* query) {
+  GstShmxSink* self = GST_SHMX_SINK(sink);
+  SinkState& state = *self->state;
+  GstCaps* caps = nullptr;
+  gboolean need_pool = FALSE;
+  gst_query_parse_allocation(query, &caps, &need_pool);
+  if (!caps) return FALSE;
+
+  GstVideoInfo info;
+  const bool raw_video = gst_caps_is_fixed(caps) &&
+                         gst_structure_has_name(gst_caps_get_structure(caps, 0), "video/x-raw") &&
+                         gst_video_info_from_caps(&info, caps);
+  if (raw_video && need_pool) {
+    GstBufferPool* pool = nullptr;
+    {
+      std::lock_guard<std::mutex> locker(state.pool_lock);
+      // The same caps get the same pool: upstream keeps its buffers (and their loans) when it asks again.
+      if (state.pool && state.pool_caps && gst_caps_is_equal(state.pool_caps, caps)) {
+        pool = GST_BUFFER_POOL(gst_object_ref(state.pool));
+      } else {
+        pool = gst_shmx_slot_pool_new(state.segment, 0);
+        GstStructure* config = gst_buffer_pool_get_config(pool);
+        gst_buffer_pool_config_set_params(config, caps, GST_VIDEO_INFO_SIZE(&info), kPoolMinBuffers, 0);
+        gst_buffer_pool_config_add_option(config, GST_BUFFER_POOL_OPTION_VIDEO_META);
+        if (!gst_buffer_pool_set_config(pool, config)) {
+          GST_WARNING_OBJECT(self, "slot pool refused caps %" GST_PTR_FORMAT, caps);
+          gst_object_unref(pool);
+          return FALSE;
+        }
+        if (state.pool) gst_object_unref(state.pool);
+        if (state.pool_caps) gst_caps_unref(state.pool_caps);
+        state.pool = GST_BUFFER_POOL(gst_object_ref(pool));
+        state.pool_caps = gst_caps_ref(caps);
+      }
+    }
+    GST_DEBUG_OBJECT(self, "proposing slot pool %" GST_PTR_FORMAT " for %" GST_PTR_FORMAT, pool, caps);
+    gst_query_add_allocation_pool(query, pool, GST_VIDEO_INFO_SIZE(&info), kPoolMinBuffers, 0);
+    gst_object_unref(pool);
+  }
+  gst_query_add_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr);
   return TRUE;
 }
 
@@ -428,8 +548,8 @@ static uint64_t gst_shmx_sink_monotonic_time(GstShmxSink* self, GstClockTime tim
   return base_monotonic + running_time;
 }
 
-// Fills a loaned slot: the buffer-info TLV, then the stream data (64-byte aligned). A later buffer
-// pool whose memory already is the loaned slot would skip the copy here.
+// Fills a loaned slot with a copy of the buffer: the buffer-info TLV, then the stream data (64-byte
+// aligned).
 static shmx::Status gst_shmx_sink_fill_slot(shmx::Loan& loan, const SinkStream& stream, GstBuffer* buffer,
                                             const gst_shmx::BufferInfo& info) {
   const uint32_t info_size = gst_shmx::buffer_info_encoded_size();
@@ -445,15 +565,27 @@ static shmx::Status gst_shmx_sink_fill_slot(shmx::Loan& loan, const SinkStream& 
   return shmx::Status::ok();
 }
 
+// Takes the loan of a buffer that upstream filled in a slot of the current segment, if the slot may
+// be committed as it is: one slot memory showing its whole reserved data, and nobody but this sink
+// holding the buffer or the memory (after the commit the slot is the readers', and is reused later).
+static bool gst_shmx_sink_take_slot(SinkState& state, GstBuffer* buffer, shmx::Loan& loan) {
+  if (gst_buffer_n_memory(buffer) != 1) return false;
+  GstMemory* memory = gst_buffer_peek_memory(buffer, 0);
+  if (!gst_shmx_is_slot_memory(memory)) return false;
+  if (GST_MINI_OBJECT_REFCOUNT_VALUE(buffer) != 1 || GST_MINI_OBJECT_REFCOUNT_VALUE(memory) != 1)
+    return false;
+  return gst_shmx_slot_memory_take_loan(memory, state.session, loan);
+}
+
 static GstFlowReturn gst_shmx_sink_render(GstBaseSink* sink, GstBuffer* buffer) {
   GstShmxSink* self = GST_SHMX_SINK(sink);
   SinkState& state = *self->state;
-  const SinkSettings settings = gst_shmx_sink_settings(self);
+  const SinkSettings& settings = state.settings;
   const gsize size = gst_buffer_get_size(buffer);
 
   gst_shmx::BufferInfo info = gst_shmx::buffer_info_from_buffer(buffer);
   uint64_t base_monotonic = 0;
-  if (gst_shmx::monotonic_base_time(GST_ELEMENT(self), base_monotonic)) {
+  if (state.clock.base_time(GST_ELEMENT(self), base_monotonic)) {
     info.pts_monotonic_ns = gst_shmx_sink_monotonic_time(self, GST_BUFFER_PTS(buffer), base_monotonic);
     info.dts_monotonic_ns = gst_shmx_sink_monotonic_time(self, GST_BUFFER_DTS(buffer), base_monotonic);
   }
@@ -462,59 +594,90 @@ static GstFlowReturn gst_shmx_sink_render(GstBaseSink* sink, GstBuffer* buffer) 
                                 ? info.pts_monotonic_ns
                                 : (info.dts_monotonic_ns != gst_shmx::kNoTime ? info.dts_monotonic_ns : 0);
 
+  // The streaming thread is the only one that replaces the server: no lock here (see SinkState).
+  std::optional<shmx::Server>& server = state.segment->server;
+  if (!server || state.streams.empty()) {
+    // Unreachable after set_caps succeeded; kept so bad input never crashes.
+    gst_shmx_sink_post_error(self, settings.segment,
+                             shmx::Status(shmx::Errc::InvalidArgument, "buffer before caps"), "render");
+    return GST_FLOW_ERROR;
+  }
+  const SinkStream& stream = state.streams[0];
+
+  // Zero copy: upstream wrote the frame into the slot; add the buffer info after the data and commit.
+  shmx::Loan slot;
+  if (gst_shmx_sink_take_slot(state, buffer, slot)) {
+    uint8_t encoded[256];
+    static_assert(sizeof(encoded) >= 160, "room for the encoded buffer info");
+    gst_shmx::encode_buffer_info(info, encoded);
+    shmx::Status appended = slot.tlvs().append(gst_shmx::kTlvBufferInfo, stream.index, encoded,
+                                               gst_shmx::buffer_info_encoded_size());
+    if (appended) {
+      shmx::Result<uint64_t> frame_id = server->commit(std::move(slot), frame_info);
+      if (frame_id) {
+        state.frames_published++;
+        state.frames_zero_copy++;
+        state.bytes_published += size;
+        GST_LOG_OBJECT(self, "published frame %" G_GUINT64_FORMAT " in place (%" G_GSIZE_FORMAT " bytes)",
+                       frame_id.value(), size);
+        return GST_FLOW_OK;
+      }
+      GST_DEBUG_OBJECT(self, "commit in place failed (%s): copying", frame_id.status().to_string().c_str());
+    } else {
+      GST_DEBUG_OBJECT(self, "no room for the buffer info after the data: copying");
+    }
+    // The loan (if not consumed) is abandoned here; the memory still maps the slot: copy from it.
+    slot = shmx::Loan();
+  }
+
   const uint64_t needed = gst_shmx::slot_payload_for_buffer(size);
   shmx::Status status;
   const char* what = "Server::loan";
-  {
-    std::lock_guard<std::mutex> locker(state.lock);
-    if (!state.server || state.streams.empty()) {
-      // Unreachable after set_caps succeeded; kept so bad input never crashes.
-      status = shmx::Status(shmx::Errc::InvalidArgument, "buffer before caps");
-    } else if (needed > state.slot_payload) {
-      if (settings.slot_size) {
-        status = shmx::Status(shmx::Errc::TooLarge, "buffer of " + std::to_string(size) +
-                                                        " bytes does not fit a slot of " +
-                                                        std::to_string(state.slot_payload) + " bytes");
-      } else if (needed > MAX_SLOT_SIZE) {
-        status =
-            shmx::Status(shmx::Errc::TooLarge, "buffer of " + std::to_string(size) + " bytes is too large");
-      } else {
-        // Grow by at least half so that slowly growing encoded frames do not recreate every time.
-        const uint64_t grown = std::min<uint64_t>(
-            MAX_SLOT_SIZE, std::max(needed, shmx::align_up(state.slot_payload * 3 / 2, shmx::kPageSize)));
-        GST_INFO_OBJECT(self,
-                        "buffer of %" G_GSIZE_FORMAT " bytes needs bigger slots: %" G_GUINT64_FORMAT
-                        " -> %" G_GUINT64_FORMAT " bytes",
-                        size, state.slot_payload, grown);
-        what = "Server::create";
-        status = gst_shmx_sink_create_segment(self, settings, grown);
-      }
+  if (needed > state.slot_payload) {
+    if (settings.slot_size) {
+      status = shmx::Status(shmx::Errc::TooLarge, "buffer of " + std::to_string(size) +
+                                                      " bytes does not fit a slot of " +
+                                                      std::to_string(state.slot_payload) + " bytes");
+    } else if (needed > MAX_SLOT_SIZE) {
+      status =
+          shmx::Status(shmx::Errc::TooLarge, "buffer of " + std::to_string(size) + " bytes is too large");
+    } else {
+      // Grow by at least half so that slowly growing encoded frames do not recreate every time.
+      const uint64_t grown = std::min<uint64_t>(
+          MAX_SLOT_SIZE, std::max(needed, shmx::align_up(state.slot_payload * 3 / 2, shmx::kPageSize)));
+      GST_INFO_OBJECT(self,
+                      "buffer of %" G_GSIZE_FORMAT " bytes needs bigger slots: %" G_GUINT64_FORMAT
+                      " -> %" G_GUINT64_FORMAT " bytes",
+                      size, state.slot_payload.load(), grown);
+      what = "Server::create";
+      status = gst_shmx_sink_create_segment(self, settings, grown);
     }
+  }
 
-    if (status) {
-      shmx::Result<shmx::Loan> loan = state.server->loan();
-      if (!loan && loan.code() == shmx::Errc::NoFreeSlot) {
-        // Every slot is latest or held by readers; the writer never waits for them.
-        const uint64_t dropped = ++state.frames_dropped;
-        GST_DEBUG_OBJECT(self, "no free slot: frame dropped (%" G_GUINT64_FORMAT " so far)", dropped);
-        return GST_FLOW_OK;
-      }
-      if (!loan) {
-        status = loan.status();
-      } else if (status = gst_shmx_sink_fill_slot(loan.value(), state.streams[0], buffer, info); !status) {
-        what = "filling the slot";
-        state.server->abandon(std::move(loan.value()));
+  if (status) {
+    shmx::Result<shmx::Loan> loan = server->loan();
+    if (!loan && loan.code() == shmx::Errc::NoFreeSlot) {
+      // Every slot is latest, loaned or held by readers; the writer never waits for them.
+      const uint64_t dropped = ++state.frames_dropped;
+      GST_DEBUG_OBJECT(self, "no free slot: frame dropped (%" G_GUINT64_FORMAT " so far)", dropped);
+      return GST_FLOW_OK;
+    }
+    if (!loan) {
+      status = loan.status();
+    } else if (status = gst_shmx_sink_fill_slot(loan.value(), stream, buffer, info); !status) {
+      what = "filling the slot";
+      server->abandon(std::move(loan.value()));
+    } else {
+      shmx::Result<uint64_t> frame_id = server->commit(std::move(loan.value()), frame_info);
+      if (!frame_id) {
+        what = "Server::commit";
+        status = frame_id.status();
       } else {
-        shmx::Result<uint64_t> frame_id = state.server->commit(std::move(loan.value()), frame_info);
-        if (!frame_id) {
-          what = "Server::commit";
-          status = frame_id.status();
-        } else {
-          state.frames_published++;
-          state.bytes_published += size;
-          GST_LOG_OBJECT(self, "published frame %" G_GUINT64_FORMAT " (%" G_GSIZE_FORMAT " bytes)",
-                         frame_id.value(), size);
-        }
+        state.frames_published++;
+        state.frames_copied++;
+        state.bytes_published += size;
+        GST_LOG_OBJECT(self, "published frame %" G_GUINT64_FORMAT " (%" G_GSIZE_FORMAT " bytes copied)",
+                       frame_id.value(), size);
       }
     }
   }
@@ -541,12 +704,10 @@ static gboolean gst_shmx_sink_event(GstBaseSink* sink, GstEvent* event) {
 
   if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
     shmx::Status status;
-    {
-      std::lock_guard<std::mutex> locker(state.lock);
-      if (state.server) {
-        shmx::Result<uint64_t> frame_id = state.server->publish_eos();
-        if (!frame_id) status = frame_id.status();
-      }
+    // Streaming thread: the server is not replaced under us (see SinkState).
+    if (state.segment->server) {
+      shmx::Result<uint64_t> frame_id = state.segment->server->publish_eos();
+      if (!frame_id) status = frame_id.status();
     }
     if (status)
       GST_DEBUG_OBJECT(self, "EOS published");
@@ -572,29 +733,37 @@ static GstStructure* gst_shmx_sink_reader_structure(const shmx::ReaderInfo& read
 }
 
 static std::vector<shmx::ReaderInfo> gst_shmx_sink_readers(GstShmxSink* self) {
-  std::lock_guard<std::mutex> locker(self->state->lock);
-  return self->state->server ? self->state->server->readers() : std::vector<shmx::ReaderInfo>{};
+  SinkState& state = *self->state;
+  std::shared_lock<std::shared_mutex> segment_locker(state.segment->lock);
+  std::lock_guard<std::mutex> locker(state.control_lock);
+  return state.segment->server ? state.segment->server->readers() : std::vector<shmx::ReaderInfo>{};
 }
 
 static GstStructure* gst_shmx_sink_stats(GstShmxSink* self) {
   SinkState& state = *self->state;
   uint64_t session = 0, slot_payload = 0;
   guint slot_count = 0, readers = 0;
+  shmx::ServerStats server_stats;
   {
-    std::lock_guard<std::mutex> locker(state.lock);
-    if (state.server) {
-      session = state.server->session_id();
-      slot_count = state.server->slot_count();
-      slot_payload = state.slot_payload;
-      readers = state.server->readers().size();
+    std::shared_lock<std::shared_mutex> segment_locker(state.segment->lock);
+    std::lock_guard<std::mutex> locker(state.control_lock);
+    if (const std::optional<shmx::Server>& server = state.segment->server) {
+      session = server->session_id();
+      slot_count = server->slot_count();
+      slot_payload = server->slot_payload_capacity();
+      readers = server->readers().size();
+      server_stats = server->stats();
     }
   }
   return gst_structure_new(
-      "shmx-sink-stats", "frames-published", G_TYPE_UINT64, state.frames_published.load(), "frames-dropped",
-      G_TYPE_UINT64, state.frames_dropped.load(), "bytes-published", G_TYPE_UINT64,
+      "shmx-sink-stats", "frames-published", G_TYPE_UINT64, state.frames_published.load(), "frames-zero-copy",
+      G_TYPE_UINT64, state.frames_zero_copy.load(), "frames-copied", G_TYPE_UINT64,
+      state.frames_copied.load(), "frames-dropped", G_TYPE_UINT64, state.frames_dropped.load(),
+      "pool-fallbacks", G_TYPE_UINT64, state.segment->pool_fallbacks.load(), "bytes-published", G_TYPE_UINT64,
       state.bytes_published.load(), "segment-recreations", G_TYPE_UINT64, state.segment_recreations.load(),
       "session-id", G_TYPE_UINT64, session, "slot-count", G_TYPE_UINT, slot_count, "slot-size", G_TYPE_UINT64,
-      slot_payload, "readers", G_TYPE_UINT, readers, nullptr);
+      slot_payload, "readers", G_TYPE_UINT, readers, "slots-held", G_TYPE_UINT,
+      server_stats.slots_held_by_readers, "slots-loaned", G_TYPE_UINT, server_stats.slots_loaned, nullptr);
 }
 
 static void gst_shmx_sink_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -701,6 +870,9 @@ static void gst_shmx_sink_init(GstShmxSink* self) {
   self->reader_timeout = DEFAULT_READER_TIMEOUT;
   self->permissions = DEFAULT_PERMISSIONS;
   self->state = new SinkState();
+  // The last sample would keep a reference to the last buffer: a pool buffer rendered while it is
+  // referenced elsewhere must be copied (its slot is reused after the commit), so it is off by default.
+  gst_base_sink_set_last_sample_enabled(GST_BASE_SINK(self), FALSE);
 }
 
 static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
@@ -727,9 +899,10 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
       gobject_class, PROP_SLOT_COUNT,
       g_param_spec_uint(
           "slot-count", "Slot count",
-          "Number of frame slots in the segment (frames); more slots let readers hold more frames "
-          "without copying",
-          3, shmx::kMaxSlots, DEFAULT_SLOT_COUNT, rw_ready));
+          "Number of frame slots in the segment (frames, 3-64); more slots let readers hold more frames "
+          "without copying. 0 = automatic: 3 for the buffer pool offered upstream + 1 for the latest "
+          "frame + 2 held buffers for each of up to 4 readers (max-readers), 12 with the defaults",
+          0, shmx::kMaxSlots, DEFAULT_SLOT_COUNT, rw_ready));
   g_object_class_install_property(
       gobject_class, PROP_SLOT_SIZE,
       g_param_spec_uint64(
@@ -772,9 +945,11 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
       gobject_class, PROP_STATS,
       g_param_spec_boxed(
           "stats", "Statistics",
-          "GstStructure 'shmx-sink-stats': frames-published, frames-dropped (no free slot: every slot "
-          "held by readers), bytes-published, segment-recreations, session-id, slot-count, "
-          "slot-size (bytes), readers",
+          "GstStructure 'shmx-sink-stats': frames-published, frames-zero-copy (written in place by "
+          "upstream through the slot pool), frames-copied, frames-dropped (no free slot: every slot "
+          "latest, loaned or held by readers), pool-fallbacks (pool buffers backed by ordinary memory "
+          "for lack of a slot), bytes-published, segment-recreations, session-id, slot-count, "
+          "slot-size (bytes), readers, slots-held (by readers), slots-loaned",
           GST_TYPE_STRUCTURE, read_only));
 
   gst_element_class_set_static_metadata(
@@ -789,6 +964,7 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
   basesink_class->set_caps = GST_DEBUG_FUNCPTR(gst_shmx_sink_set_caps);
   basesink_class->render = GST_DEBUG_FUNCPTR(gst_shmx_sink_render);
   basesink_class->event = GST_DEBUG_FUNCPTR(gst_shmx_sink_event);
+  basesink_class->propose_allocation = GST_DEBUG_FUNCPTR(gst_shmx_sink_propose_allocation);
 
   GST_DEBUG_CATEGORY_INIT(gst_shmx_sink_debug, "shmxsink", 0, "shmx shared-memory sink");
 }

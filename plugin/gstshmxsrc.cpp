@@ -28,9 +28,15 @@
  * DTS unchanged. Every buffer also carries the writer's publish time (CLOCK_MONOTONIC, ns) as a
  * #GstReferenceTimestampMeta with caps `timestamp/x-shmx-publish`.
  *
- * By default buffers wrap the shared-memory slot without a copy (read-only memory; the writer
- * uses other slots while a buffer is alive, and past a quarter of the slots frames are copied);
- * `copy=true` always copies.
+ * Zero copy: by default a buffer wraps the shared-memory slot it was read from (read-only memory).
+ * The reader holds the slot until downstream drops the buffer (and any sub-buffer or copy sharing
+ * its memory); the writer uses other slots meanwhile and never waits. A reader holds at most
+ * #GstShmxSrc:max-held-slots slots (by default a quarter of the writer's slots): past that, frames
+ * are copied (`copy-fallbacks` in #GstShmxSrc:stats) rather than starving the writer. `copy=true`
+ * copies every frame (once, holding the slot only during the copy), for consumers that keep buffers
+ * a long time. Buffers, their memory and their
+ * metas are recycled: no allocation per frame once running. A reader process that dies holding
+ * slots gives them back when the writer reaps it.
  *
  * Upstream events that reach this source (force-key-unit, navigation, custom upstream events)
  * are sent to the writer and pushed upstream from its `shmxsink`.
@@ -49,16 +55,20 @@
 
 #include "gstshmxsrc.h"
 
+#include <gst/video/video.h>
+
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "gstshmx-bufferinfo.h"
 #include "gstshmx-caps.h"
 #include "gstshmx-clock.h"
 #include "gstshmx-events.h"
+#include "gstshmxframepool.h"
 #include "shmx_client.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_shmx_src_debug);
@@ -72,6 +82,7 @@ enum {
   PROP_COPY,
   PROP_TIMESTAMP_MODE,
   PROP_READER_NAME,
+  PROP_MAX_HELD_SLOTS,
   PROP_STATS,
 };
 
@@ -81,6 +92,7 @@ enum {
 #define DEFAULT_COPY FALSE
 #define DEFAULT_TIMESTAMP_MODE GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK
 #define DEFAULT_READER_NAME nullptr
+#define DEFAULT_MAX_HELD_SLOTS 0
 
 // A wait for a frame is sliced so that queued upstream events and stop requests are served promptly.
 static constexpr uint64_t kFrameWaitSliceNs = 200 * GST_MSECOND;
@@ -116,20 +128,33 @@ struct SrcStream {
   GstCaps* caps = nullptr;  // caps last set on the pad; protected by the object lock
 };
 
-// Counts the buffers wrapping one held frame; the last one to go releases the slot. Released
-// from whatever thread frees the last buffer, possibly after the element is gone.
-struct HeldFrame {
-  std::atomic<int> refs{0};
-  shmx::HoldToken token;
+// The hold of a frame being turned into a buffer: released on scope exit unless handed to the buffer.
+class ScopedHold {
+ public:
+  explicit ScopedHold(const shmx::FrameView& frame) {
+    if (frame.held) token_ = frame.hold;
+  }
+  ~ScopedHold() {
+    if (token_.valid()) shmx::Client::release(token_);
+  }
+  ScopedHold(const ScopedHold&) = delete;
+  ScopedHold& operator=(const ScopedHold&) = delete;
+  bool valid() const { return token_.valid(); }
+  shmx::HoldToken take() { return std::exchange(token_, shmx::HoldToken{}); }
+
+ private:
+  shmx::HoldToken token_;
 };
 
-void held_frame_unref(gpointer data) {
-  auto* held = static_cast<HeldFrame*>(data);
-  if (held->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {  // acq_rel: the last owner sees all uses
-    shmx::Client::release(held->token);
-    delete held;
-  }
-}
+struct SrcSettings {
+  std::string segment;
+  guint timeout = DEFAULT_TIMEOUT;
+  guint wait_warning_interval = DEFAULT_WAIT_WARNING_INTERVAL;
+  bool copy = DEFAULT_COPY;
+  GstShmxSrcTimestampMode timestamp_mode = DEFAULT_TIMESTAMP_MODE;
+  std::string reader_name;
+  guint max_held_slots = DEFAULT_MAX_HELD_SLOTS;
+};
 
 // C++ state of the element; new'd in _init, deleted in finalize.
 struct SrcState {
@@ -138,7 +163,10 @@ struct SrcState {
   shmx::Client client;
   SrcStream stream;  // stream 0
 
-  // Streaming-thread state.
+  // Streaming-thread state (set in start(), used by create()).
+  SrcSettings settings;           // the properties are GST_PARAM_MUTABLE_READY: fixed until stop
+  GstBufferPool* pool = nullptr;  // the buffers pushed; active between start and stop
+  gst_shmx::MonotonicClock clock;
   uint64_t metadata_generation = 0;  // of the caps last set
   uint64_t session_id = 0;           // of the caps last set
   bool discont = true;               // mark the next buffer DISCONT
@@ -150,23 +178,19 @@ struct SrcState {
   // Upstream events waiting for the streaming thread (the only one allowed to Client::send).
   std::mutex events_lock;
   std::deque<std::string> pending_events;  // protected by events_lock
+  // Set with pending_events (release), so that the streaming thread looks at them only when there
+  // are some: no lock and no allocation per frame.
+  std::atomic<bool> events_pending{false};
 
   // Counters, written by the streaming thread, read by property getters.
   std::atomic<uint64_t> frames_received{0};
+  std::atomic<uint64_t> frames_zero_copy{0};
+  std::atomic<uint64_t> frames_copied{0};
   std::atomic<uint64_t> frames_skipped{0};
   std::atomic<uint64_t> sessions{0};  // writer sessions attached to
   std::atomic<uint64_t> writer_losses{0};
   std::atomic<uint64_t> caps_changes{0};
   std::atomic<uint64_t> events_forwarded{0};
-};
-
-struct SrcSettings {
-  std::string segment;
-  guint timeout = DEFAULT_TIMEOUT;
-  guint wait_warning_interval = DEFAULT_WAIT_WARNING_INTERVAL;
-  bool copy = DEFAULT_COPY;
-  GstShmxSrcTimestampMode timestamp_mode = DEFAULT_TIMESTAMP_MODE;
-  std::string reader_name;
 };
 
 }  // namespace
@@ -181,6 +205,7 @@ struct _GstShmxSrc {
   gboolean copy;
   GstShmxSrcTimestampMode timestamp_mode;
   gchar* reader_name;
+  guint max_held_slots;
 
   SrcState* state;
 };
@@ -198,6 +223,7 @@ static SrcSettings gst_shmx_src_settings(GstShmxSrc* self) {
   settings.copy = self->copy;
   settings.timestamp_mode = self->timestamp_mode;
   settings.reader_name = self->reader_name ? self->reader_name : GST_OBJECT_NAME(self);
+  settings.max_held_slots = self->max_held_slots;
   GST_OBJECT_UNLOCK(self);
   return settings;
 }
@@ -247,10 +273,12 @@ static void gst_shmx_src_post_error(GstShmxSrc* self, const std::string& segment
 // Sends the queued upstream events to the writer. Streaming thread only, with the client open.
 static void gst_shmx_src_send_events(GstShmxSrc* self) {
   SrcState& state = *self->state;
+  if (!state.events_pending.load(std::memory_order_acquire)) return;  // acquire: pairs with the event handler
   std::deque<std::string> events;
   {
     std::lock_guard<std::mutex> locker(state.events_lock);
     events.swap(state.pending_events);
+    state.events_pending.store(false, std::memory_order_relaxed);  // relaxed: under events_lock
   }
   for (const std::string& value : events) {
     shmx::Status sent = state.client.send(gst_shmx::kTlvUpstreamEvent, value.data(), value.size());
@@ -282,6 +310,7 @@ static GstFlowReturn gst_shmx_src_wait_for_writer(GstShmxSrc* self, const SrcSet
 
   shmx::ClientOptions options;
   options.reader_name = settings.reader_name;
+  options.max_held_slots = settings.max_held_slots;
 
   for (;;) {
     if (state.flushing) return GST_FLOW_FLUSHING;
@@ -389,26 +418,55 @@ static GstFlowReturn gst_shmx_src_update_caps(GstShmxSrc* self, const SrcSetting
   return GST_FLOW_OK;
 }
 
-// Wraps the data of one stream of a frame in a buffer, without a copy when the frame is held.
-static GstBuffer* gst_shmx_src_wrap_stream(const shmx::FrameView& frame, const shmx::TlvView& data,
-                                           HeldFrame* held) {
-  if (!held || data.length == 0) return gst_buffer_new_memdup(data.value, data.length);
-  held->refs++;
-  GstMemory* memory = gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(data.value),
-                                             data.length, 0, data.length, held, held_frame_unref);
-  GstBuffer* buffer = gst_buffer_new();
-  gst_buffer_append_memory(buffer, memory);
-  (void)frame;
-  return buffer;
+// Keeps `meta` on its buffer when the buffer returns to the pool, to be rewritten for the next frame.
+static void gst_shmx_src_mark_pooled(GstMeta* meta) {
+  GST_META_FLAGS(meta) = static_cast<GstMetaFlags>(GST_META_FLAGS(meta) | GST_META_FLAG_POOLED);
 }
 
-// Builds the buffer of stream `stream` from a frame: data, buffer info, timestamps, publish time.
-static GstBuffer* gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const SrcSettings& settings,
-                                                 const shmx::FrameView& frame, HeldFrame* held) {
+// Sets the publish time on a pool buffer: the reference timestamp meta it kept from its last frame
+// (pooled), or a new one the first time.
+static void gst_shmx_src_set_publish_time(GstBuffer* buffer, uint64_t publish_ns) {
+  static GstCaps* reference = gst_static_caps_get(&publish_time_caps);
+  gpointer iter = nullptr;
+  while (GstMeta* meta =
+             gst_buffer_iterate_meta_filtered(buffer, &iter, GST_REFERENCE_TIMESTAMP_META_API_TYPE)) {
+    auto* timestamp = reinterpret_cast<GstReferenceTimestampMeta*>(meta);
+    if (timestamp->reference == reference) {
+      timestamp->timestamp = publish_ns;
+      timestamp->duration = GST_CLOCK_TIME_NONE;
+      return;
+    }
+  }
+  GstReferenceTimestampMeta* meta =
+      gst_buffer_add_reference_timestamp_meta(buffer, reference, publish_ns, GST_CLOCK_TIME_NONE);
+  gst_shmx_src_mark_pooled(&meta->parent);
+}
+
+// Builds the buffer of stream `stream` from a frame: data (the held slot itself, or a copy), buffer
+// info, timestamps, publish time. Takes the hold when it wraps the slot (not with copy=true: the caller
+// releases it once the copy is made). FLUSHING when stopping;
+// GST_FLOW_CUSTOM_SUCCESS (no buffer) when the frame has no data for the stream.
+static GstFlowReturn gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const shmx::FrameView& frame,
+                                                    ScopedHold& hold, GstBuffer** out) {
   SrcState& state = *self->state;
+  const SrcSettings& settings = state.settings;
   shmx::TlvView data;
-  if (!frame.stream_data(state.stream.index, data)) return nullptr;
-  GstBuffer* buffer = gst_shmx_src_wrap_stream(frame, data, held);
+  if (!frame.stream_data(state.stream.index, data)) return GST_FLOW_CUSTOM_SUCCESS;
+
+  GstBuffer* buffer = nullptr;
+  GstFlowReturn flow = gst_buffer_pool_acquire_buffer(state.pool, &buffer, nullptr);
+  if (flow != GST_FLOW_OK) return flow;
+  if (hold.valid() && !settings.copy) {
+    gst_shmx_frame_buffer_wrap(buffer, data.value, data.length, hold.take());
+    state.frames_zero_copy++;
+  } else if (gst_shmx_frame_buffer_copy(buffer, data.value, data.length)) {
+    state.frames_copied++;
+  } else {
+    gst_buffer_unref(buffer);
+    GST_ELEMENT_ERROR(self, RESOURCE, NO_SPACE_LEFT,
+                      ("Out of memory copying a frame of %u bytes.", data.length), (nullptr));
+    return GST_FLOW_ERROR;
+  }
 
   gst_shmx::BufferInfo info;
   shmx::TlvView info_tlv;
@@ -422,11 +480,14 @@ static GstBuffer* gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const SrcSett
   } else {
     GST_DEBUG_OBJECT(self, "frame %" G_GUINT64_FORMAT " has no buffer info (not written by shmxsink)",
                      frame.header.frame_id);
+    if (GstVideoMeta* stale = gst_buffer_get_video_meta(buffer)) gst_buffer_remove_meta(buffer, &stale->meta);
   }
+  // Kept with the buffer when it returns to the pool, and rewritten for its next frame.
+  if (GstVideoMeta* meta = gst_buffer_get_video_meta(buffer)) gst_shmx_src_mark_pooled(&meta->meta);
 
   uint64_t base_monotonic = 0;
   if (settings.timestamp_mode == GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK &&
-      gst_shmx::monotonic_base_time(GST_ELEMENT(self), base_monotonic)) {
+      state.clock.base_time(GST_ELEMENT(self), base_monotonic)) {
     auto to_running_time = [&](uint64_t monotonic) -> GstClockTime {
       if (monotonic == gst_shmx::kNoTime) return GST_CLOCK_TIME_NONE;
       return monotonic > base_monotonic ? monotonic - base_monotonic : 0;
@@ -438,16 +499,18 @@ static GstBuffer* gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const SrcSett
     GST_BUFFER_DTS(buffer) = to_running_time(info.dts_monotonic_ns);
   }
 
-  static GstCaps* reference = gst_static_caps_get(&publish_time_caps);
-  gst_buffer_add_reference_timestamp_meta(buffer, reference, frame.header.publish_ns, GST_CLOCK_TIME_NONE);
-  return buffer;
+  gst_shmx_src_set_publish_time(buffer, frame.header.publish_ns);
+  *out = buffer;
+  return GST_FLOW_OK;
 }
 
 static GstFlowReturn gst_shmx_src_create(GstPushSrc* push_src, GstBuffer** out) {
   GstShmxSrc* self = GST_SHMX_SRC(push_src);
   SrcState& state = *self->state;
-  const SrcSettings settings = gst_shmx_src_settings(self);
-  const shmx::ReadMode mode = settings.copy ? shmx::ReadMode::Copy : shmx::ReadMode::Hold;
+  const SrcSettings& settings = state.settings;
+  // copy=true holds too, but only while it copies: one copy straight out of the slot, which the writer
+  // leaves alone meanwhile, instead of the library's copy (validated against the writer) plus ours.
+  const shmx::ReadMode mode = shmx::ReadMode::Hold;
 
   for (;;) {
     if (state.flushing) return GST_FLOW_FLUSHING;
@@ -518,42 +581,33 @@ static GstFlowReturn gst_shmx_src_create(GstPushSrc* push_src, GstBuffer** out) 
       continue;
     }
 
-    HeldFrame* held = nullptr;
-    if (frame->held) {
-      held = new HeldFrame();
-      held->token = frame->hold;
-      held->refs = 1;  // this function's reference, dropped below
-    }
+    ScopedHold hold(frame.value());  // released on every path that does not hand it to a buffer
 
     if (frame->header.session_id != state.session_id ||
         frame->header.metadata_generation != state.metadata_generation) {
       GstFlowReturn flow = gst_shmx_src_update_caps(self, settings);
-      if (flow != GST_FLOW_OK) {
-        if (held) held_frame_unref(held);
-        return flow;
-      }
+      if (flow != GST_FLOW_OK) return flow;
       if (frame->header.metadata_generation != state.metadata_generation) {
         // Written against older metadata than the caps just read: the next frame matches them.
         GST_DEBUG_OBJECT(self, "frame %" G_GUINT64_FORMAT " predates the current caps: skipped",
                          frame->header.frame_id);
-        if (held) held_frame_unref(held);
         continue;
       }
     }
 
     if (frame->eos()) {
       GST_INFO_OBJECT(self, "EOS from the writer of segment '%s'", settings.segment.c_str());
-      if (held) held_frame_unref(held);
       return GST_FLOW_EOS;
     }
 
-    GstBuffer* buffer = gst_shmx_src_buffer_from_frame(self, settings, frame.value(), held);
-    if (held) held_frame_unref(held);
-    if (!buffer) {
+    GstBuffer* buffer = nullptr;
+    GstFlowReturn flow = gst_shmx_src_buffer_from_frame(self, frame.value(), hold, &buffer);
+    if (flow == GST_FLOW_CUSTOM_SUCCESS) {
       GST_WARNING_OBJECT(self, "frame %" G_GUINT64_FORMAT " carries no data for stream %u: skipped",
                          frame->header.frame_id, state.stream.index);
       continue;
     }
+    if (flow != GST_FLOW_OK) return flow;
 
     state.frames_received++;
     if (frame->skipped) {
@@ -593,6 +647,12 @@ static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
     return FALSE;
   }
 
+  state.settings = settings;
+  if (!state.pool) state.pool = gst_shmx_frame_pool_new();
+  if (!gst_buffer_pool_set_active(state.pool, TRUE)) {
+    GST_ELEMENT_ERROR(self, RESOURCE, FAILED, ("Could not activate the buffer pool."), (nullptr));
+    return FALSE;
+  }
   state.flushing = false;
   state.client.clear_interrupt();
   state.metadata_generation = 0;
@@ -600,6 +660,8 @@ static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
   state.discont = true;
   state.lost_writer = false;
   state.frames_received = 0;
+  state.frames_zero_copy = 0;
+  state.frames_copied = 0;
   state.frames_skipped = 0;
   state.sessions = 0;
   state.writer_losses = 0;
@@ -611,10 +673,18 @@ static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
 static gboolean gst_shmx_src_stop(GstBaseSrc* base_src) {
   GstShmxSrc* self = GST_SHMX_SRC(base_src);
   SrcState& state = *self->state;
-  state.client.close();
+  state.client.close();  // buffers still downstream keep their slots mapped until they are dropped
+  if (state.pool) {
+    // Buffers still downstream come back to the inactive pool and are freed, releasing their holds.
+    gst_buffer_pool_set_active(state.pool, FALSE);
+    gst_object_unref(state.pool);
+    state.pool = nullptr;
+  }
+  state.clock.reset();
   {
     std::lock_guard<std::mutex> locker(state.events_lock);
     state.pending_events.clear();
+    state.events_pending.store(false, std::memory_order_relaxed);  // relaxed: under events_lock
   }
   GST_OBJECT_LOCK(self);
   gst_caps_replace(&state.stream.caps, nullptr);
@@ -660,6 +730,7 @@ static gboolean gst_shmx_src_event(GstBaseSrc* base_src, GstEvent* event) {
       std::lock_guard<std::mutex> locker(state.events_lock);
       if (state.pending_events.size() >= kMaxPendingEvents) state.pending_events.pop_front();
       state.pending_events.push_back(gst_shmx::serialize_upstream_event(event));
+      state.events_pending.store(true, std::memory_order_release);  // release: the events are queued
     }
     // Wakes the streaming thread, the only one that may send (see gst_shmx_src_interrupted_for_flush()).
     state.client.interrupt();
@@ -676,12 +747,13 @@ static GstStructure* gst_shmx_src_stats(GstShmxSrc* self) {
   SrcState& state = *self->state;
   const shmx::ClientStats client = state.client.stats();
   return gst_structure_new("shmx-src-stats", "frames-received", G_TYPE_UINT64, state.frames_received.load(),
-                           "frames-skipped", G_TYPE_UINT64, state.frames_skipped.load(), "torn-reads",
-                           G_TYPE_UINT64, client.torn_reads, "copy-fallbacks", G_TYPE_UINT64,
-                           client.copy_fallbacks, "sessions", G_TYPE_UINT64, state.sessions.load(),
-                           "writer-losses", G_TYPE_UINT64, state.writer_losses.load(), "caps-changes",
-                           G_TYPE_UINT64, state.caps_changes.load(), "events-forwarded", G_TYPE_UINT64,
-                           state.events_forwarded.load(), nullptr);
+                           "frames-zero-copy", G_TYPE_UINT64, state.frames_zero_copy.load(), "frames-copied",
+                           G_TYPE_UINT64, state.frames_copied.load(), "frames-skipped", G_TYPE_UINT64,
+                           state.frames_skipped.load(), "torn-reads", G_TYPE_UINT64, client.torn_reads,
+                           "copy-fallbacks", G_TYPE_UINT64, client.copy_fallbacks, "sessions", G_TYPE_UINT64,
+                           state.sessions.load(), "writer-losses", G_TYPE_UINT64, state.writer_losses.load(),
+                           "caps-changes", G_TYPE_UINT64, state.caps_changes.load(), "events-forwarded",
+                           G_TYPE_UINT64, state.events_forwarded.load(), nullptr);
 }
 
 static void gst_shmx_src_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -708,6 +780,9 @@ static void gst_shmx_src_set_property(GObject* object, guint prop_id, const GVal
     case PROP_READER_NAME:
       g_free(self->reader_name);
       self->reader_name = g_value_dup_string(value);
+      break;
+    case PROP_MAX_HELD_SLOTS:
+      self->max_held_slots = g_value_get_uint(value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -742,6 +817,9 @@ static void gst_shmx_src_get_property(GObject* object, guint prop_id, GValue* va
     case PROP_READER_NAME:
       g_value_set_string(value, self->reader_name);
       break;
+    case PROP_MAX_HELD_SLOTS:
+      g_value_set_uint(value, self->max_held_slots);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -756,6 +834,7 @@ static void gst_shmx_src_get_property(GObject* object, guint prop_id, GValue* va
 static void gst_shmx_src_finalize(GObject* object) {
   GstShmxSrc* self = GST_SHMX_SRC(object);
   gst_caps_replace(&self->state->stream.caps, nullptr);
+  if (self->state->pool) gst_object_unref(self->state->pool);
   delete self->state;
   g_free(self->segment);
   g_free(self->reader_name);
@@ -769,6 +848,7 @@ static void gst_shmx_src_init(GstShmxSrc* self) {
   self->copy = DEFAULT_COPY;
   self->timestamp_mode = DEFAULT_TIMESTAMP_MODE;
   self->reader_name = g_strdup(DEFAULT_READER_NAME);
+  self->max_held_slots = DEFAULT_MAX_HELD_SLOTS;
   self->state = new SrcState();
 
   gst_base_src_set_live(GST_BASE_SRC(self), TRUE);
@@ -810,9 +890,17 @@ static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_COPY,
       g_param_spec_boolean("copy", "Copy",
-                           "Copy every frame out of shared memory instead of pushing buffers that wrap the "
-                           "shared-memory slot (read-only, zero copy)",
+                           "Copy every frame out of shared memory (for consumers that keep buffers a long "
+                           "time) instead of pushing buffers that wrap the shared-memory slot (read-only, "
+                           "zero copy; the slot is held until downstream drops the buffer)",
                            DEFAULT_COPY, rw_ready));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_HELD_SLOTS,
+      g_param_spec_uint("max-held-slots", "Maximum held slots",
+                        "Zero-copy buffers this reader may have alive at once (slots); past that, frames "
+                        "are copied (copy-fallbacks in stats) so that the writer keeps free slots. 0 = a "
+                        "quarter of the writer's slots (at least 1)",
+                        0, shmx::kMaxSlots, DEFAULT_MAX_HELD_SLOTS, rw_ready));
   g_object_class_install_property(
       gobject_class, PROP_TIMESTAMP_MODE,
       g_param_spec_enum(
@@ -828,11 +916,14 @@ static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
                           DEFAULT_READER_NAME, rw_ready));
   g_object_class_install_property(
       gobject_class, PROP_STATS,
-      g_param_spec_boxed("stats", "Statistics",
-                         "GstStructure 'shmx-src-stats': frames-received, frames-skipped (frames the writer "
-                         "published that this reader never output), torn-reads, copy-fallbacks, sessions "
-                         "(writers attached to), writer-losses, caps-changes, events-forwarded",
-                         GST_TYPE_STRUCTURE, read_only));
+      g_param_spec_boxed(
+          "stats", "Statistics",
+          "GstStructure 'shmx-src-stats': frames-received, frames-zero-copy (buffers wrapping a "
+          "held slot), frames-copied, frames-skipped (frames the writer "
+          "published that this reader never output), torn-reads, copy-fallbacks (copies "
+          "because max-held-slots were held), sessions "
+          "(writers attached to), writer-losses, caps-changes, events-forwarded",
+          GST_TYPE_STRUCTURE, read_only));
 
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory latest-frame source", "Source/Network",

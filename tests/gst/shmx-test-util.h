@@ -240,9 +240,21 @@ inline int test_main(int argc, char** argv, Suite* (*make_suite)(), const char* 
     return run_pipeline_role(std::atoi(argv[3]), argv[4]);
   runner_pid() = getpid();
   gst_check_init(&argc, &argv);
-  const int failed = gst_check_run_suite(make_suite(), name, __FILE__);
+  // gst_check_run_suite() without losing the number of tests run: a GST_CHECKS naming no test (a
+  // typo in meson.build) must fail, not pass having run nothing.
+  SRunner* runner = srunner_create(make_suite());
+  srunner_run_all(runner, CK_NORMAL);
+  const int failed = srunner_ntests_failed(runner);
+  const int ran = srunner_ntests_run(runner);
+  srunner_free(runner);
+  std::printf("Check suite %s: %d test(s) run, %d failed\n", name, ran, failed);
   const int leftovers = sweep_segments();
   if (leftovers) std::fprintf(stderr, "removed %d segment(s) left in /dev/shm by failed tests\n", leftovers);
+  if (ran == 0) {
+    const char* selected = std::getenv("GST_CHECKS");
+    std::fprintf(stderr, "no test ran (GST_CHECKS=%s)\n", selected ? selected : "");
+    return 1;
+  }
   return failed ? failed : (leftovers ? 1 : 0);
 }
 
