@@ -3,6 +3,8 @@
 // GstShmxFramePool (buffers recycled with their memory, releasing the hold when they come back).
 #include "gstshmxframepool.h"
 
+#include "gstshmx-memory.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -96,21 +98,6 @@ static gpointer gst_shmx_frame_memory_map(GstMemory* memory, gsize /*maxsize*/, 
 
 static void gst_shmx_frame_memory_unmap(GstMemory* /*memory*/) {}
 
-static GstMemory* gst_shmx_frame_memory_copy(GstMemory* memory, gssize offset, gssize size) {
-  if (size < 0) size = static_cast<gssize>(memory->size) - offset;
-  GstMemory* copy = gst_allocator_alloc(nullptr, size, nullptr);
-  GstMapInfo from, to;
-  if (!gst_memory_map(memory, &from, GST_MAP_READ)) {
-    gst_memory_unref(copy);
-    return nullptr;
-  }
-  if (gst_memory_map(copy, &to, GST_MAP_WRITE)) {
-    std::memcpy(to.data, from.data + offset, size);
-    gst_memory_unmap(copy, &to);
-  }
-  gst_memory_unmap(memory, &from);
-  return copy;
-}
 
 // A view of part of a memory: it references its root, which keeps the hold (or the storage) alive.
 static GstMemory* gst_shmx_frame_memory_share(GstMemory* memory, gssize offset, gssize size) {
@@ -137,7 +124,7 @@ static void gst_shmx_frame_allocator_init(GstShmxFrameAllocator* self) {
   allocator->mem_type = kFrameMemoryType;
   allocator->mem_map = gst_shmx_frame_memory_map;
   allocator->mem_unmap = gst_shmx_frame_memory_unmap;
-  allocator->mem_copy = gst_shmx_frame_memory_copy;
+  allocator->mem_copy = gst_shmx_memory_copy_to_system;
   allocator->mem_share = gst_shmx_frame_memory_share;
   allocator->mem_is_span = nullptr;
 }

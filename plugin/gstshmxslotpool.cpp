@@ -3,6 +3,8 @@
 // (a GstVideoBufferPool whose buffers loan a slot each time they are acquired).
 #include "gstshmxslotpool.h"
 
+#include "gstshmx-memory.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -82,21 +84,6 @@ static gpointer gst_shmx_slot_memory_map(GstMemory* memory, gsize /*maxsize*/, G
 
 static void gst_shmx_slot_memory_unmap(GstMemory* /*memory*/) {}
 
-static GstMemory* gst_shmx_slot_memory_copy(GstMemory* memory, gssize offset, gssize size) {
-  if (size < 0) size = static_cast<gssize>(memory->size) - offset;
-  GstMemory* copy = gst_allocator_alloc(nullptr, size, nullptr);
-  GstMapInfo from, to;
-  if (!gst_memory_map(memory, &from, GST_MAP_READ)) {
-    gst_memory_unref(copy);
-    return nullptr;
-  }
-  if (gst_memory_map(copy, &to, GST_MAP_WRITE)) {
-    std::memcpy(to.data, from.data + offset, size);
-    gst_memory_unmap(copy, &to);
-  }
-  gst_memory_unmap(memory, &from);
-  return copy;
-}
 
 static void gst_shmx_slot_allocator_class_init(GstShmxSlotAllocatorClass* klass) {
   GstAllocatorClass* allocator_class = GST_ALLOCATOR_CLASS(klass);
@@ -110,7 +97,7 @@ static void gst_shmx_slot_allocator_init(GstShmxSlotAllocator* self) {
   allocator->mem_type = kSlotMemoryType;
   allocator->mem_map = gst_shmx_slot_memory_map;
   allocator->mem_unmap = gst_shmx_slot_memory_unmap;
-  allocator->mem_copy = gst_shmx_slot_memory_copy;
+  allocator->mem_copy = gst_shmx_memory_copy_to_system;
   allocator->mem_share = nullptr;  // NO_SHARE memory
   allocator->mem_is_span = nullptr;
 }
