@@ -57,6 +57,8 @@ run_suites() {
   counts=$(python3 scripts/count_meson_tests.py "$BUILD_DIR") || counts="0 1 0"
   read -r p f s <<<"$counts"
   passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  # Keep each run's full log (the next run rewrites testlog.txt): testlog-leaks1.txt, testlog-leaks0.txt.
+  cp "$BUILD_DIR/meson-logs/testlog.txt" "$BUILD_DIR/meson-logs/testlog-leaks$leaks.txt" 2>/dev/null || true
 }
 
 suites=$(meson test -C "$BUILD_DIR" --list --no-rebuild 2>/dev/null </dev/null | sed -n 's/^shmx:\([a-z]*\) .*/\1/p' | sort -u)
