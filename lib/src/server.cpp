@@ -192,13 +192,20 @@ Result<Loan> Server::loan() {
       reap_stale_readers();
       continue;
     }
-    // The oldest candidate: readers still copying a recent frame are least likely to be hit.
+    // The most recently used candidate that is not the frame just before the latest: a copy reader
+    // that started on that one is the likeliest to be still reading it, and reusing recent slots
+    // keeps the writer's working set (and its cache and TLB footprint) small (docs/design.md).
+    const uint64_t latest_id = latest >> 8;
     uint32_t slot = 0;
-    uint64_t oldest = UINT64_MAX;
+    uint64_t best = 0;
+    bool found = false;
     for (uint32_t i = 0; i < s.slot_count; ++i) {
       if (!(candidates & (1ull << i))) continue;
       const uint64_t fid = s.slot_frame_id[i].load(std::memory_order_relaxed);
-      if (fid < oldest) oldest = fid, slot = i;
+      const bool grace = latest_id > 1 && fid + 1 == latest_id;
+      // Rank: the newest first, then slots never used or abandoned (id 0), the grace slot last.
+      const uint64_t rank = grace ? 0 : fid + 1;
+      if (!found || rank > best) best = rank, slot = i, found = true;
     }
     const uint64_t bit = 1ull << slot;
     // Another thread loaning the same slot first is progress, not a failure: look again.

@@ -315,14 +315,16 @@ TEST_F(Ring, HeldSlotIsNeverLoanedAndItsBytesStayIntact) {
   expect_pattern(*held, 16 * 1024);
 
   Client::release(held->hold);
-  bool reused = false;
-  for (int i = 0; i < 8 && !reused; ++i) {
+  // Every slot but the latest can now be loaned at once: the released one is among them.
+  std::vector<Loan> loans;
+  bool available = false;
+  for (int i = 0; i < 3; ++i) {
     auto loan = server_.loan();
-    ASSERT_TRUE(loan);
-    reused = loan->slot() == held_slot;
-    ASSERT_TRUE(server_.commit(std::move(loan.value())));
+    ASSERT_TRUE(loan) << loan.status().to_string();
+    available = available || loan->slot() == held_slot;
+    loans.push_back(std::move(loan).value());
   }
-  EXPECT_TRUE(reused) << "a released slot returns to rotation";
+  EXPECT_TRUE(available) << "a released slot is free again";
 }
 
 TEST_F(Ring, HoldsBeyondMaxFallBackToCopies) {
