@@ -11,7 +11,6 @@
 // wrote them (no checksum covers payloads); those are counted, not failures.
 // Bounds: SHMX_CORRUPT_SECONDS (default 10) in rounds of SHMX_CORRUPT_ROUND_MS (default 500).
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -133,18 +132,9 @@ TEST(CorruptLiveSegment, ReadersGetErrorsNotCrashes) {
   const uint64_t seconds = env_u64("SHMX_CORRUPT_SECONDS", 10);
   const uint64_t round_ns = env_u64("SHMX_CORRUPT_ROUND_MS", 500) * 1'000'000ull;
   const auto spawn = [&](size_t probe, RoleArgs args) {
-    probes.reset(probe);
-    args["name"] = name;
-    args["probes"] = std::to_string(probes.fd());
-    args["probe"] = std::to_string(probe);
-    args["seed"] = std::to_string(rng.next());
-    return spawn_self(role_args(args));
+    return spawn_role(probes, probe, name, rng, std::move(args));
   };
-  const auto ready = [&](size_t probe) {
-    const uint64_t deadline = now_ns() + 10 * kSecond;
-    while (!probes.at(probe).ready.load() && now_ns() < deadline) sleep_ns(500'000);
-    return probes.at(probe).ready.load() != 0;
-  };
+  const auto ready = [&](size_t probe) { return wait_role_ready(probes, probe, 10 * kSecond); };
 
   Tally t;
   uint64_t rounds = 0, corrupt_writes = 0, writer_frames = 0;
@@ -165,7 +155,8 @@ TEST(CorruptLiveSegment, ReadersGetErrorsNotCrashes) {
     const int writer_status = stop_child(writer, 10 * kSecond);
     // (A sanitizer report in the writer makes it exit non-zero.)
     EXPECT_TRUE(writer_status != -1 && WIFEXITED(writer_status) && WEXITSTATUS(writer_status) == 0)
-        << "writer of round " << rounds << ": " << describe_status(writer_status) << " " << probes.at(0).detail;
+        << "writer of round " << rounds << ": " << describe_status(writer_status) << " "
+        << probes.at(0).detail;
     if (HasFatalFailure()) break;
   }
   // A clean close removes the name by identity, whatever the corruptor wrote into the header.
@@ -177,16 +168,17 @@ TEST(CorruptLiveSegment, ReadersGetErrorsNotCrashes) {
 
   std::string errors;
   for (const auto& [code, n] : t.errors) errors += " " + code + "=" + std::to_string(n);
-  std::printf("RESULT corrupt-live rounds=%llu seconds=%.1f seed=%llu\n"
-              "  corruptor: %llu random writes; writers: %llu frames\n"
-              "  reader: %llu calls, %llu frames intact, %llu frames with corrupted content (no crash), %llu TLVs "
-              "walked, %llu metadata copies; slowest call %.1f ms\n"
-              "  errors returned:%s\n",
-              static_cast<unsigned long long>(rounds), elapsed, static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(corrupt_writes), static_cast<unsigned long long>(writer_frames),
-              static_cast<unsigned long long>(t.calls), static_cast<unsigned long long>(t.frames_valid),
-              static_cast<unsigned long long>(t.frames_damaged), static_cast<unsigned long long>(t.tlvs),
-              static_cast<unsigned long long>(t.metadata_ok), t.slowest_call_ns / 1e6, errors.c_str());
+  std::printf(
+      "RESULT corrupt-live rounds=%llu seconds=%.1f seed=%llu\n"
+      "  corruptor: %llu random writes; writers: %llu frames\n"
+      "  reader: %llu calls, %llu frames intact, %llu frames with corrupted content (no crash), %llu TLVs "
+      "walked, %llu metadata copies; slowest call %.1f ms\n"
+      "  errors returned:%s\n",
+      static_cast<unsigned long long>(rounds), elapsed, static_cast<unsigned long long>(seed),
+      static_cast<unsigned long long>(corrupt_writes), static_cast<unsigned long long>(writer_frames),
+      static_cast<unsigned long long>(t.calls), static_cast<unsigned long long>(t.frames_valid),
+      static_cast<unsigned long long>(t.frames_damaged), static_cast<unsigned long long>(t.tlvs),
+      static_cast<unsigned long long>(t.metadata_ok), t.slowest_call_ns / 1e6, errors.c_str());
 }
 
 }  // namespace

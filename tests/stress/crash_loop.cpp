@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// crash_loop.cpp: kill -9 of writers and readers at random moments, many times; nothing torn, lost, stalled or left.
+// crash_loop.cpp: kill -9 of writers and readers at random moments, many times; nothing torn, lost, stalled
+// or left.
 //
 // Each scenario is one gtest case. The test process is the controller: it starts writer and reader
 // processes (this executable again, with "--role", see stress_roles.h), kills one side with SIGKILL
@@ -10,7 +11,6 @@
 // Bounds: SHMX_CRASH_KILLS (default 200) kills per scenario, but at most SHMX_CRASH_SECONDS (default
 // 60) seconds. Randomness: SHMX_SEED replays a run (the seed is printed first).
 #include <gtest/gtest.h>
-
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,7 +34,8 @@ struct ChildProcess {
 };
 
 // Waits until the child's probe says ready, or the child exits (then returns false and reaps it).
-bool wait_ready(const ProbeTable& probes, ChildProcess& child, uint64_t timeout_ns, int* exit_status = nullptr) {
+bool wait_ready(const ProbeTable& probes, ChildProcess& child, uint64_t timeout_ns,
+                int* exit_status = nullptr) {
   const uint64_t deadline = now_ns() + timeout_ns;
   while (probes.at(child.probe).ready.load(std::memory_order_acquire) == 0) {
     int status = 0;
@@ -50,12 +51,7 @@ bool wait_ready(const ProbeTable& probes, ChildProcess& child, uint64_t timeout_
 }
 
 ChildProcess start(const ProbeTable& probes, size_t probe, const std::string& name, Rng& rng, RoleArgs args) {
-  probes.reset(probe);
-  args["name"] = name;
-  args["probes"] = std::to_string(probes.fd());
-  args["probe"] = std::to_string(probe);
-  args["seed"] = std::to_string(rng.next());
-  return ChildProcess{spawn_self(role_args(args)), probe};
+  return ChildProcess{spawn_role(probes, probe, name, rng, std::move(args)), probe};
 }
 
 std::string phase_histogram(const std::array<uint64_t, kPhaseCount>& phases) {
@@ -89,7 +85,8 @@ bool survivors_progress(const ProbeTable& probes, const std::vector<size_t>& sur
   const uint64_t deadline = now_ns() + timeout_ns;
   while (now_ns() < deadline) {
     bool all = true;
-    for (size_t i = 0; i < survivors.size(); ++i) all = all && probes.at(survivors[i]).frames.load() > before[i];
+    for (size_t i = 0; i < survivors.size(); ++i)
+      all = all && probes.at(survivors[i]).frames.load() > before[i];
     if (all) return true;
     sleep_ns(2 * kMs);
   }
@@ -98,7 +95,8 @@ bool survivors_progress(const ProbeTable& probes, const std::vector<size_t>& sur
 
 struct Budget {
   uint64_t kills = env_u64("SHMX_CRASH_KILLS", 200);
-  uint64_t deadline = now_ns() + static_cast<uint64_t>(static_cast<double>(env_u64("SHMX_CRASH_SECONDS", 60)) * kSecond);
+  uint64_t deadline =
+      now_ns() + static_cast<uint64_t>(static_cast<double>(env_u64("SHMX_CRASH_SECONDS", 60)) * kSecond);
   bool more(uint64_t done) const { return done < kills && now_ns() < deadline; }
 };
 
@@ -120,8 +118,10 @@ void writer_kill_loop(const std::string& mode) {
   ChildProcess writer = start(probes, kWriter, name, rng, {{"role", "writer"}, {"mode", mode}});
   ASSERT_TRUE(wait_ready(probes, writer, 10 * kSecond)) << "first writer: " << probes.at(kWriter).detail;
   std::array<ChildProcess, 2> readers = {
-      start(probes, kCopyReader, name, rng, {{"role", "reader"}, {"mode", "copy"}, {"metadata-every", every}}),
-      start(probes, kHoldReader, name, rng, {{"role", "reader"}, {"mode", "hold"}, {"metadata-every", every}})};
+      start(probes, kCopyReader, name, rng,
+            {{"role", "reader"}, {"mode", "copy"}, {"metadata-every", every}}),
+      start(probes, kHoldReader, name, rng,
+            {{"role", "reader"}, {"mode", "hold"}, {"metadata-every", every}})};
   for (ChildProcess& r : readers) ASSERT_TRUE(wait_ready(probes, r, 10 * kSecond)) << "reader did not start";
 
   std::array<uint64_t, kPhaseCount> phases{};
@@ -141,7 +141,8 @@ void writer_kill_loop(const std::string& mode) {
       int status = 0;
       if (!wait_ready(probes, writer, 10 * kSecond, &status)) {
         ADD_FAILURE() << "writer #" << kills + 1 << " did not start (" << describe_status(status)
-                      << "): the next writer must reclaim a crashed writer's segment; " << probes.at(kWriter).detail;
+                      << "): the next writer must reclaim a crashed writer's segment; "
+                      << probes.at(kWriter).detail;
         break;
       }
       sleep_ns(rng.range(0, 20 * kMs));
@@ -150,8 +151,8 @@ void writer_kill_loop(const std::string& mode) {
     const int status = kill9(writer.pid);
     const uint32_t phase = w.phase.load();  // its last store before it died
     if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
-      ADD_FAILURE() << "writer #" << kills + 1 << " ended before the kill: " << describe_status(status) << "; "
-                    << w.detail;
+      ADD_FAILURE() << "writer #" << kills + 1 << " ended before the kill: " << describe_status(status)
+                    << "; " << w.detail;
       break;
     }
     ++kills;
@@ -162,7 +163,8 @@ void writer_kill_loop(const std::string& mode) {
     max_gap = std::max<uint64_t>(max_gap, w.max_gap_ns.load());
     EXPECT_EQ(w.errors.load(), 0u) << "writer #" << kills << ": " << w.detail;
     for (size_t r : {kCopyReader, kHoldReader})
-      ASSERT_EQ(probes.at(r).errors.load(), 0u) << "reader after kill #" << kills << ": " << probes.at(r).detail;
+      ASSERT_EQ(probes.at(r).errors.load(), 0u)
+          << "reader after kill #" << kills << ": " << probes.at(r).detail;
     writer = start(probes, kWriter, name, rng, {{"role", "writer"}, {"mode", mode}});
   }
 
@@ -187,14 +189,16 @@ void writer_kill_loop(const std::string& mode) {
       "RESULT crash-loop scenario=writer-mid-%s kills=%llu (during start-up %llu) seconds=%.1f seed=%llu\n"
       "  kills by writer phase: %s\n"
       "  writers committed %llu frames (max gap between commits %.1f ms, %llu loans refused)\n"
-      "  copy reader: %llu frames valid over %llu sessions, %llu torn reads rejected, %llu metadata copies valid\n"
-      "  hold reader: %llu frames valid over %llu sessions, %llu torn reads rejected, %llu metadata copies valid\n"
+      "  copy reader: %llu frames valid over %llu sessions, %llu torn reads rejected, %llu metadata copies "
+      "valid\n"
+      "  hold reader: %llu frames valid over %llu sessions, %llu torn reads rejected, %llu metadata copies "
+      "valid\n"
       "  invalid frames returned: 0 required, %llu seen; left in /dev/shm: %zu\n",
       mode.c_str(), (unsigned long long)kills, (unsigned long long)early, seconds, (unsigned long long)seed,
-      phase_histogram(phases).c_str(), (unsigned long long)writer_frames, max_gap / 1e6, (unsigned long long)no_free,
-      (unsigned long long)frames[0], (unsigned long long)sessions[0], (unsigned long long)torn[0],
-      (unsigned long long)metadata[0], (unsigned long long)frames[1], (unsigned long long)sessions[1],
-      (unsigned long long)torn[1], (unsigned long long)metadata[1],
+      phase_histogram(phases).c_str(), (unsigned long long)writer_frames, max_gap / 1e6,
+      (unsigned long long)no_free, (unsigned long long)frames[0], (unsigned long long)sessions[0],
+      (unsigned long long)torn[0], (unsigned long long)metadata[0], (unsigned long long)frames[1],
+      (unsigned long long)sessions[1], (unsigned long long)torn[1], (unsigned long long)metadata[1],
       (unsigned long long)(probes.at(kCopyReader).errors.load() + probes.at(kHoldReader).errors.load()),
       own_segments().size());
 }
@@ -209,7 +213,8 @@ bool reaped(const std::string& name, pid_t pid, uint64_t timeout_ns) {
   while (true) {
     bool found = false;
     for (uint32_t i = 0; const shmx::ReaderSlot* r = view.reader(i); ++i) {
-      if (r->state.load() != static_cast<uint32_t>(shmx::ReaderState::Free) && r->pid == static_cast<uint32_t>(pid))
+      if (r->state.load() != static_cast<uint32_t>(shmx::ReaderState::Free) &&
+          r->pid == static_cast<uint32_t>(pid))
         found = true;
     }
     if (!found) return true;
@@ -282,10 +287,13 @@ void reader_kill_loop(const std::string& mode) {
       ASSERT_EQ(probes.at(r).errors.load(), 0u) << "after kill #" << kills << ": " << probes.at(r).detail;
   }
 
-  EXPECT_TRUE(survivors_progress(probes, {kCopyReader, kHoldReader}, 10 * kSecond)) << "survivors stopped reading";
+  EXPECT_TRUE(survivors_progress(probes, {kCopyReader, kHoldReader}, 10 * kSecond))
+      << "survivors stopped reading";
   const Probe& w = probes.at(kWriter);
-  const uint64_t writer_reaped = w.reaped.load(), writer_messages = w.messages.load(), resets = w.ring_resets.load();
-  const uint64_t max_gap = w.max_gap_ns.load(), writer_frames = w.frames.load(), no_free = w.no_free_slot.load();
+  const uint64_t writer_reaped = w.reaped.load(), writer_messages = w.messages.load(),
+                 resets = w.ring_resets.load();
+  const uint64_t max_gap = w.max_gap_ns.load(), writer_frames = w.frames.load(),
+                 no_free = w.no_free_slot.load();
   std::array<uint64_t, 2> frames{}, torn{};
   for (size_t r : {kCopyReader, kHoldReader}) {
     frames[r - 1] = probes.at(r).frames.load();
@@ -303,16 +311,19 @@ void reader_kill_loop(const std::string& mode) {
 
   std::printf(
       "RESULT crash-loop scenario=reader-%s kills=%llu seconds=%.1f seed=%llu\n"
-      "  kills by reader phase: %s; slots held at the kills: %llu; control messages sent by the victims: %llu\n"
+      "  kills by reader phase: %s; slots held at the kills: %llu; control messages sent by the victims: "
+      "%llu\n"
       "  writer: %llu frames, max gap between commits %.1f ms, %llu loans refused, %llu readers reaped "
       "(slowest reap %.1f ms after the kill), %llu control messages valid, %llu corrupt rings\n"
-      "  survivors: copy %llu frames (%llu torn reads rejected), hold %llu frames (%llu torn reads rejected); "
+      "  survivors: copy %llu frames (%llu torn reads rejected), hold %llu frames (%llu torn reads "
+      "rejected); "
       "invalid frames returned: 0\n",
-      mode.c_str(), (unsigned long long)kills, seconds, (unsigned long long)seed, phase_histogram(phases).c_str(),
-      (unsigned long long)held_at_kill, (unsigned long long)messages, (unsigned long long)writer_frames, max_gap / 1e6,
-      (unsigned long long)no_free, (unsigned long long)writer_reaped, max_reap_ns / 1e6,
-      (unsigned long long)writer_messages, (unsigned long long)resets, (unsigned long long)frames[0],
-      (unsigned long long)torn[0], (unsigned long long)frames[1], (unsigned long long)torn[1]);
+      mode.c_str(), (unsigned long long)kills, seconds, (unsigned long long)seed,
+      phase_histogram(phases).c_str(), (unsigned long long)held_at_kill, (unsigned long long)messages,
+      (unsigned long long)writer_frames, max_gap / 1e6, (unsigned long long)no_free,
+      (unsigned long long)writer_reaped, max_reap_ns / 1e6, (unsigned long long)writer_messages,
+      (unsigned long long)resets, (unsigned long long)frames[0], (unsigned long long)torn[0],
+      (unsigned long long)frames[1], (unsigned long long)torn[1]);
   (void)max_resume_ns;
 }
 

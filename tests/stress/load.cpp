@@ -6,7 +6,6 @@
 // time a reader went without a new frame is the figure "every reader keeps getting frames" is judged by.
 // Bounds: SHMX_LOAD_SECONDS (default 10); SHMX_LOAD_MAX_STALL_MS (default 1000).
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -31,18 +30,9 @@ TEST(Load, OneWriterEightReadersAtFullSpeed) {
   const uint64_t max_stall_ns = env_u64("SHMX_LOAD_MAX_STALL_MS", 1000) * 1'000'000ull;
 
   const auto spawn = [&](size_t probe, RoleArgs args) {
-    probes.reset(probe);
-    args["name"] = name;
-    args["probes"] = std::to_string(probes.fd());
-    args["probe"] = std::to_string(probe);
-    args["seed"] = std::to_string(rng.next());
-    return spawn_self(role_args(args));
+    return spawn_role(probes, probe, name, rng, std::move(args));
   };
-  const auto ready = [&](size_t probe) {
-    const uint64_t deadline = now_ns() + 10 * kSecond;
-    while (!probes.at(probe).ready.load() && now_ns() < deadline) sleep_ns(1'000'000);
-    return probes.at(probe).ready.load() != 0;
-  };
+  const auto ready = [&](size_t probe) { return wait_role_ready(probes, probe, 10 * kSecond); };
 
   const pid_t writer = spawn(0, {{"role", "writer"}, {"mode", "full"}});
   ASSERT_TRUE(ready(0)) << probes.at(0).detail;
@@ -78,7 +68,8 @@ TEST(Load, OneWriterEightReadersAtFullSpeed) {
     EXPECT_EQ(p.unexpected.load(), 0u) << "reader " << i;
     EXPECT_EQ(p.sessions.load(), 1u) << "reader " << i << " saw another session";
     EXPECT_GT(p.frames.load(), 0u) << "reader " << i;
-    EXPECT_LT(max_stall[i], max_stall_ns) << "reader " << i << " got no frame for " << max_stall[i] / 1e6 << " ms";
+    EXPECT_LT(max_stall[i], max_stall_ns)
+        << "reader " << i << " got no frame for " << max_stall[i] / 1e6 << " ms";
     total += p.frames.load();
     torn += p.torn_rejected.load();
     worst_stall = std::max(worst_stall, max_stall[i]);
@@ -86,18 +77,20 @@ TEST(Load, OneWriterEightReadersAtFullSpeed) {
   const Probe& w = probes.at(0);
   const uint64_t committed = w.frames.load(), refused = w.no_free_slot.load(), gap = w.max_gap_ns.load();
   const int status = stop_child(writer, 10 * kSecond);
-  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status) << " " << w.detail;
+  EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << describe_status(status) << " " << w.detail;
   EXPECT_EQ(w.errors.load(), 0u) << w.detail;
   EXPECT_TRUE(own_segments().empty());
 
-  std::printf("RESULT load readers=%zu seconds=%.1f seed=%llu\n"
-              "  writer: %llu frames committed (%.0f/s), %llu loans refused (every slot busy), max gap %.1f ms\n"
-              "  readers: %llu frames validated in all (%.0f/s per reader), %llu torn reads rejected, "
-              "longest time any reader had no new frame %.0f ms (sampled every 10 ms); invalid frames returned: 0\n",
-              kReaders, elapsed, static_cast<unsigned long long>(seed), static_cast<unsigned long long>(committed),
-              committed / elapsed, static_cast<unsigned long long>(refused), gap / 1e6,
-              static_cast<unsigned long long>(total), total / elapsed / kReaders, static_cast<unsigned long long>(torn),
-              worst_stall / 1e6);
+  std::printf(
+      "RESULT load readers=%zu seconds=%.1f seed=%llu\n"
+      "  writer: %llu frames committed (%.0f/s), %llu loans refused (every slot busy), max gap %.1f ms\n"
+      "  readers: %llu frames validated in all (%.0f/s per reader), %llu torn reads rejected, "
+      "longest time any reader had no new frame %.0f ms (sampled every 10 ms); invalid frames returned: 0\n",
+      kReaders, elapsed, static_cast<unsigned long long>(seed), static_cast<unsigned long long>(committed),
+      committed / elapsed, static_cast<unsigned long long>(refused), gap / 1e6,
+      static_cast<unsigned long long>(total), total / elapsed / kReaders,
+      static_cast<unsigned long long>(torn), worst_stall / 1e6);
   for (size_t i = 0; i < kReaders; ++i)
     std::printf("  reader %zu (%s): %llu frames\n", i, i % 2 ? "hold" : "copy",
                 static_cast<unsigned long long>(probes.at(1 + i).frames.load()));

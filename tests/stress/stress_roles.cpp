@@ -77,7 +77,8 @@ struct FrameWriter {
     }
     c.phase(kPhaseFill);
     const uint32_t length = static_cast<uint32_t>(c.rng.range(0, max_length));
-    auto dst = loan->tlvs().reserve(shmx::kTlvStreamData, 0, length + kFrameOverhead, shmx::kPayloadAlignment);
+    auto dst =
+        loan->tlvs().reserve(shmx::kTlvStreamData, 0, length + kFrameOverhead, shmx::kPayloadAlignment);
     if (!dst) {
       probe_fail(*c.probe, "reserve failed: " + dst.status().to_string());
       return false;
@@ -93,7 +94,8 @@ struct FrameWriter {
       return false;
     }
     if (*id != next_id) {
-      probe_fail(*c.probe, "commit returned frame id " + std::to_string(*id) + ", expected " + std::to_string(next_id));
+      probe_fail(*c.probe,
+                 "commit returned frame id " + std::to_string(*id) + ", expected " + std::to_string(next_id));
       return false;
     }
     ++next_id;
@@ -105,7 +107,8 @@ struct FrameWriter {
 
   void note_gap() {
     const uint64_t gap = now_ns() - last_commit_ns;
-    if (gap > c.probe->max_gap_ns.load(std::memory_order_relaxed)) c.probe->max_gap_ns.store(gap, std::memory_order_relaxed);
+    if (gap > c.probe->max_gap_ns.load(std::memory_order_relaxed))
+      c.probe->max_gap_ns.store(gap, std::memory_order_relaxed);
   }
 };
 
@@ -192,8 +195,8 @@ struct Reader {
   Child& c;
   shmx::Client client;
   shmx::ClientOptions options;
-  uint64_t session = 0;   // session of the last valid frame
-  uint64_t last_id = 0;   // id of the last valid frame of that session
+  uint64_t session = 0;  // session of the last valid frame
+  uint64_t last_id = 0;  // id of the last valid frame of that session
 
   explicit Reader(Child& child) : c(child) {}
 
@@ -245,9 +248,7 @@ struct Reader {
     }
   }
 
-  void publish_stats() {
-    c.probe->torn_rejected.store(client.stats().torn_reads, std::memory_order_relaxed);
-  }
+  void publish_stats() { c.probe->torn_rejected.store(client.stats().torn_reads, std::memory_order_relaxed); }
 };
 
 int run_survivor(Child& c, shmx::ReadMode mode) {
@@ -339,7 +340,8 @@ int run_control_sender(Child& c) {
   if (!r.connect()) return kRoleOk;
   // Messages prepared up front, so that the process spends its time inside send().
   std::vector<std::vector<uint8_t>> messages;
-  for (uint64_t i = 0; i < 64; ++i) messages.push_back(encode_control(i, static_cast<uint32_t>(c.rng.range(0, 1500))));
+  for (uint64_t i = 0; i < 64; ++i)
+    messages.push_back(encode_control(i, static_cast<uint32_t>(c.rng.range(0, 1500))));
   uint64_t counter = 0;
   while (!stop_requested()) {
     const std::vector<uint8_t>& message = messages[counter % messages.size()];
@@ -388,10 +390,12 @@ int run_corruptor(Child& c) {
       // The global header; its identity (magic, version) only now and then, or every read is NotShmx.
       offset = c.rng.range(c.rng.next() % 1000 == 0 ? 0 : 16, sizeof(shmx::GlobalHeader) - 1);
     } else if (pick < 25 && h.slot_control_offset < size) {
-      offset = h.metadata_offset + c.rng.range(0, h.slot_control_offset - h.metadata_offset + 64 * h.slot_count);
+      offset =
+          h.metadata_offset + c.rng.range(0, h.slot_control_offset - h.metadata_offset + 64 * h.slot_count);
     } else if (pick < 50 && h.slots_offset < size) {
       // a frame header or the TLV headers right behind it
-      offset = h.slots_offset + c.rng.range(0, h.slot_count - 1) * uint64_t{h.slot_stride} + c.rng.range(0, 191);
+      offset =
+          h.slots_offset + c.rng.range(0, h.slot_count - 1) * uint64_t{h.slot_stride} + c.rng.range(0, 191);
     } else if (pick < 80 && h.reader_region_offset < size) {
       offset = c.rng.range(h.reader_region_offset, size - 1);  // reader slots and control rings
     } else {
@@ -448,6 +452,21 @@ int run_role(int argc, char** argv) {
   if (role == "reader" && mode == "control") return run_control_sender(c);
   if (role == "corruptor") return run_corruptor(c);
   return kRoleUsage;
+}
+
+pid_t spawn_role(const ProbeTable& probes, size_t probe, const std::string& name, Rng& rng, RoleArgs args) {
+  probes.reset(probe);
+  args["name"] = name;
+  args["probes"] = std::to_string(probes.fd());
+  args["probe"] = std::to_string(probe);
+  args["seed"] = std::to_string(rng.next());
+  return spawn_self(role_args(args));
+}
+
+bool wait_role_ready(const ProbeTable& probes, size_t probe, uint64_t timeout_ns) {
+  const uint64_t deadline = now_ns() + timeout_ns;
+  while (!probes.at(probe).ready.load() && now_ns() < deadline) sleep_ns(500'000);
+  return probes.at(probe).ready.load() != 0;
 }
 
 }  // namespace shmx_stress

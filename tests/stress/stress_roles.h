@@ -2,6 +2,9 @@
 // The child processes of the stress suites: writers, readers and a corruptor, selected by "--role".
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -31,10 +34,18 @@ int run_role(int argc, char** argv);
 // The argument list for spawn_self().
 std::vector<std::string> role_args(const RoleArgs& args);
 
+class ProbeTable;
+class Rng;
+// Starts a role on segment `name` reporting through probe `probe` (reset first), with a seed drawn
+// from `rng`: the one way every suite launches its children.
+pid_t spawn_role(const ProbeTable& probes, size_t probe, const std::string& name, Rng& rng, RoleArgs args);
+// Waits until the child behind `probe` says it is ready, for at most `timeout_ns`.
+bool wait_role_ready(const ProbeTable& probes, size_t probe, uint64_t timeout_ns);
+
 // Exit statuses of a child role.
 inline constexpr int kRoleOk = 0;
-inline constexpr int kRoleFailed = 1;      // a validation failure (see the probe's detail)
-inline constexpr int kRoleSetupFailed = 3; // could not create/open the segment
+inline constexpr int kRoleFailed = 1;       // a validation failure (see the probe's detail)
+inline constexpr int kRoleSetupFailed = 3;  // could not create/open the segment
 inline constexpr int kRoleUsage = 4;
 
 }  // namespace shmx_stress
