@@ -123,7 +123,7 @@ class Client {
   // Rate-limited checks when no frame is new: a closed or dead writer, or a new session under the name.
   Result<FrameView> check_liveness();
   void heartbeat_loop();
-  bool sleep_interruptible(uint64_t ns);
+  void sleep_interruptible(uint64_t ns);
 
   std::string name_;
   ClientOptions options_;

@@ -148,12 +148,11 @@ Status Client::open_wait(const std::string& segment, const ClientOptions& option
   }
 }
 
-bool Client::sleep_interruptible(uint64_t ns) {
+void Client::sleep_interruptible(uint64_t ns) {
   // The word is read before the flag: an interrupt() after this load changes it and the wait returns.
   const uint32_t word = interrupt_word_.load(std::memory_order_acquire);
-  if (interrupted_.load(std::memory_order_acquire)) return false;
+  if (interrupted_.load(std::memory_order_acquire)) return;
   futex_wait(&interrupt_word_, word, ns);
-  return !interrupted_.load(std::memory_order_acquire);
 }
 
 void Client::drop_segment() {

@@ -56,7 +56,6 @@ class Segment {
   uint32_t reader_timeout_ms = 0;
 
   // Writer side.
-  bool is_writer = false;
   std::atomic<bool> closed{false};          // Server::close() ran: loans can no longer commit
   std::atomic<uint64_t> next_frame_id{1};
   // Process-local mirrors, so that writer threads never read shared memory another writer thread

@@ -79,30 +79,10 @@ Result<Server> Server::create(const std::string& name, const ServerOptions& opti
   if (!plan) return Status(plan.code(), "segment '" + name + "': " + plan.status().message());
   if (options.reader_timeout_ms == 0)
     return Status(Errc::InvalidArgument, "reader timeout must be at least 1 ms");
-  auto encoded = encode_metadata(streams);
-  if (!encoded) return encoded.status();
-  if (encoded->size() > plan->metadata_capacity)
-    return Status(Errc::TooLarge, "metadata of " + std::to_string(encoded->size()) + " bytes exceeds the " +
-                                      std::to_string(plan->metadata_capacity) + "-byte metadata region");
-
   auto map = Map::create(name, plan->total_size, options.permissions);
   if (!map) return map.status();
   auto* seg = new detail::Segment(std::move(map).value());
-  seg->is_writer = true;
   const LayoutPlan& p = *plan;
-  seg->session_id = platform::random64();
-  seg->metadata_offset = p.metadata_offset;
-  seg->metadata_capacity = p.metadata_capacity;
-  seg->slot_control_offset = p.slot_control_offset;
-  seg->slots_offset = p.slots_offset;
-  seg->slot_count = p.slot_count;
-  seg->slot_stride = p.slot_stride;
-  seg->slot_payload_capacity = p.slot_stride - sizeof(FrameHeader);
-  seg->reader_region_offset = p.reader_region_offset;
-  seg->reader_capacity = p.reader_capacity;
-  seg->reader_stride = p.reader_stride;
-  seg->ring_capacity = p.control_ring_capacity;
-  seg->reader_timeout_ms = options.reader_timeout_ms;
 
   // The object is new and zero-filled; only non-zero fields are written. Readers look at nothing
   // before `state` is Ready.
@@ -111,7 +91,7 @@ Result<Server> Server::create(const std::string& name, const ServerOptions& opti
   h->layout_version = kLayoutVersion;
   h->header_size = sizeof(GlobalHeader);
   h->total_size = p.total_size;
-  h->session_id = seg->session_id;
+  h->session_id = platform::random64();
   h->created_realtime_ns = platform::realtime_ns();
   h->writer_pid = platform::process_id();
   h->metadata_offset = p.metadata_offset;
@@ -120,7 +100,7 @@ Result<Server> Server::create(const std::string& name, const ServerOptions& opti
   h->slot_count = p.slot_count;
   h->slot_stride = p.slot_stride;
   h->slots_offset = p.slots_offset;
-  h->slot_payload_capacity = seg->slot_payload_capacity;
+  h->slot_payload_capacity = p.slot_stride - sizeof(FrameHeader);
   h->reader_region_offset = p.reader_region_offset;
   h->reader_capacity = p.reader_capacity;
   h->reader_stride = p.reader_stride;
@@ -128,7 +108,10 @@ Result<Server> Server::create(const std::string& name, const ServerOptions& opti
   h->reader_timeout_ms = options.reader_timeout_ms;
   h->writer_heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
 
-  Server server(seg);
+  // The writer takes its geometry from the header it just wrote, as readers do (and so checks it).
+  Server server(seg);  // from here on, an error closes and removes the segment
+  if (Status s = seg->load_geometry(); !s) return s;
+  // TooLarge here (metadata beyond the region) fails the creation.
   if (Status s = server.set_metadata(streams); !s) return s;
   // release: a reader that sees Ready sees every field above.
   h->state.store(static_cast<uint32_t>(SegmentState::Ready), std::memory_order_release);
