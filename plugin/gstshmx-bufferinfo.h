@@ -14,6 +14,11 @@ namespace gst_shmx {
 
 // Application TLV types of the plugin (>= shmx::kTlvUserBase).
 inline constexpr uint16_t kTlvBufferInfo = shmx::kTlvUserBase + 0x10;  // value: encoded BufferInfo
+// Per-stream sequence number in a frame (TLV stream = the stream's index): value = uint64 (host order),
+// the count of buffers the writer has received on that stream, starting at 1. A frame carries the
+// newest buffer of every stream, so a buffer repeats across frames until its stream has a newer one;
+// a reader pushes a stream's buffer only when its sequence number changed (or the frame has none).
+inline constexpr uint16_t kTlvStreamSeq = shmx::kTlvUserBase + 0x12;
 
 inline constexpr uint64_t kNoTime = UINT64_MAX;  // GST_CLOCK_TIME_NONE / GST_BUFFER_OFFSET_NONE on the wire
 
