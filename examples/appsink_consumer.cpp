@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: MIT
-// appsink_consumer: a GStreamer app that pulls frames from shmxsrc through appsink and prints their caps and timing.
+// appsink_consumer: a GStreamer app that pulls frames from shmxsrc through appsink and prints their caps, timestamps
+// and per-frame latency: publish->receive (the shared-memory hop: now minus the writer's commit time, which
+// shmxsrc attaches as a GstReferenceTimestampMeta "timestamp/x-shmx-publish") and capture->receive (the
+// pipeline's running time now minus the buffer's PTS, which shmxsrc maps from the writer's capture time).
 //
 // Usage: appsink_consumer [SEGMENT] [--frames N]   (default segment "demo"; N = 0 reads until EOS or Ctrl-C)
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
 
+#include <time.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -27,6 +34,36 @@ std::string pop_error(GstBus* bus) {
   g_free(debug);
   gst_message_unref(message);
   return text;
+}
+
+guint64 monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<guint64>(ts.tv_sec) * GST_SECOND + static_cast<guint64>(ts.tv_nsec);
+}
+
+// The writer's commit time (CLOCK_MONOTONIC ns), or GST_CLOCK_TIME_NONE.
+GstClockTime publish_time(GstBuffer* buffer) {
+  static GstStaticCaps publish_caps = GST_STATIC_CAPS("timestamp/x-shmx-publish");
+  GstReferenceTimestampMeta* meta =
+      gst_buffer_get_reference_timestamp_meta(buffer, gst_static_caps_get(&publish_caps));
+  return meta ? meta->timestamp : GST_CLOCK_TIME_NONE;
+}
+
+// Running time of `element`'s pipeline now, or GST_CLOCK_TIME_NONE before it has a clock.
+GstClockTime running_time_now(GstElement* element) {
+  GstClock* clock = gst_element_get_clock(element);
+  if (!clock) return GST_CLOCK_TIME_NONE;
+  const GstClockTime now = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  const GstClockTime base = gst_element_get_base_time(element);
+  return now >= base ? now - base : GST_CLOCK_TIME_NONE;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[static_cast<size_t>(p * static_cast<double>(values.size() - 1))];
 }
 
 }  // namespace
@@ -70,6 +107,7 @@ int main(int argc, char** argv) {
 
   GstCaps* last_caps = nullptr;
   guint64 frames = 0;
+  std::vector<double> hop_latencies_us;
   while (exit_code == 0 && !g_stop && (max_frames == 0 || frames < max_frames)) {
     // Bounded pulls so Ctrl-C and bus errors are noticed while waiting for a writer.
     GstSample* sample = gst_app_sink_try_pull_sample(GST_APP_SINK(appsink), 200 * GST_MSECOND);
@@ -93,14 +131,33 @@ int main(int argc, char** argv) {
       gst_caps_replace(&last_caps, caps);
     }
     GstBuffer* buffer = gst_sample_get_buffer(sample);
-    std::printf("frame %" G_GUINT64_FORMAT ": pts %" GST_TIME_FORMAT " duration %" GST_TIME_FORMAT " size %zu\n",
+    const guint64 received_ns = monotonic_ns();
+    const GstClockTime running_now = running_time_now(pipeline);
+    const GstClockTime published_ns = publish_time(buffer);
+    std::string latency;
+    if (GST_CLOCK_TIME_IS_VALID(published_ns) && received_ns >= published_ns) {
+      const double us = static_cast<double>(received_ns - published_ns) / 1e3;
+      hop_latencies_us.push_back(us);
+      latency += " publish->receive " + std::to_string(static_cast<long long>(us)) + " us";
+    }
+    if (GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(running_now) && running_now >= GST_BUFFER_PTS(buffer)) {
+      const double ms = static_cast<double>(running_now - GST_BUFFER_PTS(buffer)) / 1e6;
+      char text[48];
+      std::snprintf(text, sizeof text, " capture->receive %.2f ms", ms);
+      latency += text;
+    }
+    std::printf("frame %" G_GUINT64_FORMAT ": pts %" GST_TIME_FORMAT " duration %" GST_TIME_FORMAT " size %zu%s\n",
                 frames, GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), GST_TIME_ARGS(GST_BUFFER_DURATION(buffer)),
-                gst_buffer_get_size(buffer));
+                gst_buffer_get_size(buffer), latency.c_str());
     std::fflush(stdout);
     ++frames;
     gst_sample_unref(sample);
   }
 
+  if (!hop_latencies_us.empty())
+    std::printf("received %" G_GUINT64_FORMAT " frames; publish->receive latency p50 %.0f us, p99 %.0f us, max %.0f us\n",
+                frames, percentile(hop_latencies_us, 0.5), percentile(hop_latencies_us, 0.99),
+                percentile(hop_latencies_us, 1.0));
   gst_caps_replace(&last_caps, nullptr);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(bus);

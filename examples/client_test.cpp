@@ -104,6 +104,12 @@ class Reader {
     while (running()) {
       maybe_send_heartbeat();
       auto frame = client_.wait_next(100 * kMs);  // short slices so a signal or the deadline is noticed quickly
+      if (frame && frame->session_mismatch) {
+        // A new writer replaced the segment: its frames are in a new mapping, so open it again.
+        log_line("writer restarted (the previous one %s): reconnecting", frame->writer_died ? "died" : "closed");
+        if (!connect(/*first=*/false)) break;
+        continue;
+      }
       if (frame) {
         on_frame(*frame);
         continue;
@@ -193,10 +199,6 @@ class Reader {
 
   void on_frame(const shmx::FrameView& frame) {
     last_frame_ns_ = shmx::monotonic_ns();
-    if (frame.session_mismatch) {
-      log_line("writer restarted: new session %016llx", static_cast<unsigned long long>(frame.header.session_id));
-      print_metadata();
-    }
     if (frame.eos()) {
       log_line("frame %llu: end of stream", static_cast<unsigned long long>(frame.header.frame_id));
       return;

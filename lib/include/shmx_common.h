@@ -110,6 +110,7 @@ class Result {
   T* operator->() { return ptr(); }
   const T* operator->() const { return ptr(); }
   T& operator*() { return *ptr(); }
+  const T& operator*() const { return *ptr(); }
 
  private:
   T* ptr() { return reinterpret_cast<T*>(&storage_); }

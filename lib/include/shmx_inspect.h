@@ -8,6 +8,7 @@ namespace shmx {
 
 struct SegmentSnapshot {
   std::string name;
+  uint32_t layout_version = 0;
   uint64_t session_id = 0;
   uint32_t writer_pid = 0;
   bool writer_alive = false;
@@ -17,6 +18,7 @@ struct SegmentSnapshot {
   uint64_t slot_payload_capacity = 0;
   uint64_t total_size = 0;
   uint32_t reader_capacity = 0;
+  uint32_t reader_timeout_ms = 0;  // readers with an older heartbeat are flagged stale
   uint64_t latest_frame_id = 0;
   uint64_t latest_frame_age_ns = 0;  // since the latest frame's publish time; 0 if none
   uint64_t frames_committed = 0;

@@ -68,6 +68,9 @@ struct ReaderInfo {
   uint64_t frames_received = 0;
   uint64_t frames_skipped = 0;
   uint32_t held_slots = 0;
+  uint32_t control_ring_used = 0;      // bytes of messages not yet consumed by the writer
+  uint32_t control_ring_capacity = 0;  // bytes
+  uint64_t control_dropped = 0;        // messages refused because the ring was full
   bool alive = true;   // its process still holds its liveness lock
   bool stale = false;  // alive, but no heartbeat for reader_timeout_ms (stopped, hung or debugged)
 };

@@ -34,6 +34,7 @@ Result<SegmentSnapshot> inspect_segment(const std::string& name) {
   const GlobalHeader* h = seg->header();
   const uint64_t now = monotonic_ns();
   snap.name = name;
+  snap.layout_version = h->layout_version;
   snap.session_id = seg->session_id;
   snap.writer_pid = h->writer_pid;
   snap.writer_alive = seg->map().writer_alive() &&
@@ -45,6 +46,7 @@ Result<SegmentSnapshot> inspect_segment(const std::string& name) {
   snap.slot_payload_capacity = seg->slot_payload_capacity;
   snap.total_size = seg->map().size();
   snap.reader_capacity = seg->reader_capacity;
+  snap.reader_timeout_ms = h->reader_timeout_ms;
   const uint64_t latest = h->latest.load(std::memory_order_acquire);
   snap.latest_frame_id = latest >> 8;
   const uint32_t slot = static_cast<uint32_t>(latest & 0xff);
@@ -62,6 +64,8 @@ Result<SegmentSnapshot> inspect_segment(const std::string& name) {
     if (seg->reader(i)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(ReaderState::Active)) continue;
     ReaderInfo info = detail::describe_reader(*seg, i, now);
     info.alive = seg->map().reader_alive(i);
+    info.stale = info.alive && snap.reader_timeout_ms != 0 &&
+                 info.heartbeat_age_ns > static_cast<uint64_t>(snap.reader_timeout_ms) * 1000000u;
     snap.readers.push_back(std::move(info));
   }
   Status md_status = md ? Status::ok() : md.status();

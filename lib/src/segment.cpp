@@ -2,6 +2,7 @@
 // segment.cpp: segment lifetime, geometry loading and the per-reader control ring.
 #include "segment.h"
 
+#include <algorithm>
 #include <bitset>
 #include <thread>
 
@@ -171,6 +172,12 @@ ReaderInfo describe_reader(const Segment& s, uint32_t index, uint64_t now) {
   info.frames_skipped = r->frames_skipped.load(std::memory_order_relaxed);
   info.held_slots =
       static_cast<uint32_t>(std::bitset<64>(r->held_mask.load(std::memory_order_relaxed)).count());
+  // The counters are free-running and written by two sides: clamp what a torn pair could show.
+  const uint64_t head = r->ring_head.load(std::memory_order_acquire);
+  const uint64_t tail = r->ring_tail.load(std::memory_order_acquire);
+  info.control_ring_capacity = s.ring_capacity;
+  info.control_ring_used = static_cast<uint32_t>(head > tail ? std::min<uint64_t>(head - tail, s.ring_capacity) : 0);
+  info.control_dropped = r->ring_dropped.load(std::memory_order_relaxed);
   return info;
 }
 
