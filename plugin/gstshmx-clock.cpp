@@ -2,6 +2,8 @@
 // gstshmx-clock.cpp: pipeline clock <-> CLOCK_MONOTONIC.
 #include "gstshmx-clock.h"
 
+#include <algorithm>
+
 #include "shmx_common.h"
 
 namespace gst_shmx {
@@ -58,6 +60,55 @@ void MonotonicClock::reset() {
   if (clock_) gst_object_unref(clock_);
   clock_ = nullptr;
   monotonic_ = false;
+}
+
+void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t publish, uint64_t arrival,
+                          uint64_t base, uint64_t session, GstClockTime& pts, GstClockTime& dts) {
+  // The writer's capture-to-publish delay, plus the reader's wake-up: what the reader must report.
+  const uint64_t delay = (publish > pts_capture ? publish - pts_capture : 0) + kWakeUpMargin;
+  const GstClockTime latency = latency_.load(std::memory_order_relaxed);
+  if (!GST_CLOCK_TIME_IS_VALID(latency) || delay > latency) {
+    latency_.store(delay, std::memory_order_relaxed);
+    latency_changed_ = true;
+  }
+  if (base != base_) last_pts_ = GST_CLOCK_TIME_NONE;  // a new running time: timestamps start again
+  const int64_t true_rt = static_cast<int64_t>(pts_capture - base);
+  if (!anchored_ || base != base_ || session != session_) {
+    // The first frame of a session: at its true running time if that is >= 0 and on time (it
+    // arrives no later than its running time plus the latency), else the least later time that is.
+    const int64_t on_time = static_cast<int64_t>(arrival - base) - static_cast<int64_t>(latency_.load());
+    const int64_t target = std::max<int64_t>({true_rt, on_time, 0});
+    shift_ = target - true_rt;
+    anchored_ = true;
+    base_ = base;
+    session_ = session;
+  }
+  const int64_t rt = std::max<int64_t>(true_rt + shift_, 0);
+  pts = static_cast<GstClockTime>(rt);
+  // Never twice the same timestamp, never backwards (a writer restart re-anchors the timeline).
+  if (GST_CLOCK_TIME_IS_VALID(last_pts_) && pts <= last_pts_) pts = last_pts_ + 1;
+  last_pts_ = pts;
+  if (dts_capture == UINT64_MAX) {
+    dts = GST_CLOCK_TIME_NONE;
+  } else {
+    const int64_t dts_rt = static_cast<int64_t>(dts_capture - base) + shift_;
+    dts = static_cast<GstClockTime>(std::max<int64_t>(dts_rt, 0));
+  }
+}
+
+bool CaptureTimeline::take_latency_changed() {
+  const bool changed = latency_changed_;
+  latency_changed_ = false;
+  return changed;
+}
+
+void CaptureTimeline::reset() {
+  anchored_ = false;
+  base_ = session_ = 0;
+  shift_ = 0;
+  last_pts_ = GST_CLOCK_TIME_NONE;
+  latency_.store(GST_CLOCK_TIME_NONE, std::memory_order_relaxed);
+  latency_changed_ = false;
 }
 
 }  // namespace gst_shmx

@@ -5,6 +5,7 @@
 
 #include <gst/gst.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace gst_shmx {
@@ -32,6 +33,46 @@ class MonotonicClock {
  private:
   GstClock* clock_ = nullptr;  // a reference to the clock last seen
   bool monotonic_ = false;     // clock_ is the system clock in monotonic mode
+};
+
+// Maps writer capture times (CLOCK_MONOTONIC ns) onto a reader pipeline's running time, and the
+// latency the reader must report for its buffers to be on time.
+//
+// A frame's true running time is capture - base (base: the monotonic time of running time 0). A
+// reader that joins a running writer first gets frames captured before its running time 0, whose
+// true running time is negative. Clamping each to 0 would give several buffers the same timestamp,
+// which encoders and muxers refuse; instead the timeline of a session is shifted once, at its first
+// frame, by the least amount that puts that frame at or after 0 and on time. Later frames keep
+// their exact spacing. Frames of a reader started before its writer are not shifted at all.
+//
+// Latency: a frame is published some time after its capture (the writer pipeline's own latency:
+// a sink renders a buffer at its running time plus the latency). The reader reports the largest
+// capture-to-publish delay seen plus a wake-up margin, and says when that grew, so that the caller
+// can post a LATENCY message. One streaming thread calls map(); latency() is safe from any thread.
+class CaptureTimeline {
+ public:
+  // Margin for the reader's wake-up after the commit, added to the writer's delay.
+  static constexpr uint64_t kWakeUpMargin = 2 * GST_MSECOND;
+
+  // pts_capture / dts_capture: monotonic ns (dts may be UINT64_MAX = none); publish: the frame's
+  // commit time; arrival: now; base: monotonic time of running time 0; session: the writer's.
+  // Sets pts (strictly increasing within a base time) and dts (GST_CLOCK_TIME_NONE if none).
+  void map(uint64_t pts_capture, uint64_t dts_capture, uint64_t publish, uint64_t arrival, uint64_t base,
+           uint64_t session, GstClockTime& pts, GstClockTime& dts);
+  // GST_CLOCK_TIME_NONE before the first frame.
+  GstClockTime latency() const { return latency_.load(std::memory_order_relaxed); }
+  // True once after the latency grew (the caller posts a LATENCY message).
+  bool take_latency_changed();
+  void reset();
+
+ private:
+  bool anchored_ = false;
+  uint64_t base_ = 0;
+  uint64_t session_ = 0;
+  int64_t shift_ = 0;  // added to capture - base; >= 0
+  GstClockTime last_pts_ = GST_CLOCK_TIME_NONE;
+  std::atomic<GstClockTime> latency_{GST_CLOCK_TIME_NONE};
+  bool latency_changed_ = false;
 };
 
 }  // namespace gst_shmx

@@ -23,9 +23,12 @@
  * Buffers keep the writer's DTS, duration, offsets, flags and #GstVideoMeta. With the default
  * `timestamp-mode=clock`, PTS and DTS are the writer's capture times (taken on the system
  * monotonic clock, the default pipeline clock of both processes) expressed in this pipeline's
- * running time, so that both pipelines agree on when a frame was captured; frames captured before
- * this pipeline started are stamped 0. With `timestamp-mode=original` they are the writer's PTS and
- * DTS unchanged. Every buffer also carries the writer's publish time (CLOCK_MONOTONIC, ns) as a
+ * running time, so that both pipelines agree on when a frame was captured. A reader that joins a
+ * running writer first gets frames captured before it started: their whole timeline is shifted by
+ * one constant, just enough for the first to be at running time 0 or later, so timestamps never
+ * repeat and frame spacing stays exact. The source reports as latency the writer's
+ * capture-to-publish delay (posting a LATENCY message when it grows), so synchronizing sinks
+ * render on time. With `timestamp-mode=original` they are the writer's PTS and DTS unchanged. Every buffer also carries the writer's publish time (CLOCK_MONOTONIC, ns) as a
  * #GstReferenceTimestampMeta with caps `timestamp/x-shmx-publish`.
  *
  * Zero copy: by default a buffer wraps the shared-memory slot it was read from (read-only memory).
@@ -167,6 +170,7 @@ struct SrcState {
   SrcSettings settings;           // the properties are GST_PARAM_MUTABLE_READY: fixed until stop
   GstBufferPool* pool = nullptr;  // the buffers pushed; active between start and stop
   gst_shmx::MonotonicClock clock;
+  gst_shmx::CaptureTimeline timeline;  // timestamp-mode=clock: capture times -> running time, latency
   uint64_t metadata_generation = 0;  // of the caps last set
   uint64_t session_id = 0;           // of the caps last set
   bool discont = true;               // mark the next buffer DISCONT
@@ -488,15 +492,19 @@ static GstFlowReturn gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const shmx
   uint64_t base_monotonic = 0;
   if (settings.timestamp_mode == GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK &&
       state.clock.base_time(GST_ELEMENT(self), base_monotonic)) {
-    auto to_running_time = [&](uint64_t monotonic) -> GstClockTime {
-      if (monotonic == gst_shmx::kNoTime) return GST_CLOCK_TIME_NONE;
-      return monotonic > base_monotonic ? monotonic - base_monotonic : 0;
-    };
     // Without a capture time (no clock at the writer), the publish time is the best estimate.
     const uint64_t pts_monotonic =
         info.pts_monotonic_ns != gst_shmx::kNoTime ? info.pts_monotonic_ns : frame.header.publish_ns;
-    GST_BUFFER_PTS(buffer) = to_running_time(pts_monotonic);
-    GST_BUFFER_DTS(buffer) = to_running_time(info.dts_monotonic_ns);
+    GstClockTime pts = GST_CLOCK_TIME_NONE, dts = GST_CLOCK_TIME_NONE;
+    state.timeline.map(pts_monotonic, info.dts_monotonic_ns, frame.header.publish_ns, shmx::monotonic_ns(),
+                       base_monotonic, frame.header.session_id, pts, dts);
+    GST_BUFFER_PTS(buffer) = pts;
+    GST_BUFFER_DTS(buffer) = dts;
+    if (state.timeline.take_latency_changed()) {
+      GST_INFO_OBJECT(self, "latency now %" GST_TIME_FORMAT " (the writer's capture-to-publish delay)",
+                      GST_TIME_ARGS(state.timeline.latency()));
+      gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+    }
   }
 
   gst_shmx_src_set_publish_time(buffer, frame.header.publish_ns);
@@ -659,6 +667,7 @@ static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
   state.session_id = 0;
   state.discont = true;
   state.lost_writer = false;
+  state.timeline.reset();
   state.frames_received = 0;
   state.frames_zero_copy = 0;
   state.frames_copied = 0;
@@ -737,6 +746,21 @@ static gboolean gst_shmx_src_event(GstBaseSrc* base_src, GstEvent* event) {
     return TRUE;
   }
   return GST_BASE_SRC_CLASS(parent_class)->event(base_src, event);
+}
+
+// A live source: its buffers reach downstream the writer's capture-to-publish delay after their
+// running time (timestamp-mode=clock), so that is the latency it reports (0 until the first frame,
+// then a LATENCY message each time it grows).
+static gboolean gst_shmx_src_query(GstBaseSrc* base_src, GstQuery* query) {
+  GstShmxSrc* self = GST_SHMX_SRC(base_src);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
+    const GstClockTime latency = self->state->timeline.latency();
+    const GstClockTime min = GST_CLOCK_TIME_IS_VALID(latency) ? latency : 0;
+    GST_DEBUG_OBJECT(self, "latency: live, min %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
+    gst_query_set_latency(query, TRUE, min, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS(parent_class)->query(base_src, query);
 }
 
 // ---------------------------------------------------------------------------
@@ -938,6 +962,7 @@ static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmx_src_unlock_stop);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmx_src_get_caps);
   basesrc_class->event = GST_DEBUG_FUNCPTR(gst_shmx_src_event);
+  basesrc_class->query = GST_DEBUG_FUNCPTR(gst_shmx_src_query);
   pushsrc_class->create = GST_DEBUG_FUNCPTR(gst_shmx_src_create);
 
   gst_type_mark_as_plugin_api(GST_TYPE_SHMX_SRC_TIMESTAMP_MODE, static_cast<GstPluginAPIFlags>(0));

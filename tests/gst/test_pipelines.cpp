@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "gstshmx-clock.h"
 #include "shmx-test-util.h"
 
 using namespace shmx_test;
@@ -132,50 +133,97 @@ GST_END_TEST;
 
 // Two pipelines on the system clock agree on capture times: the running time a reader stamps plus its base
 // time is the writer's base time plus the writer's PTS, and lies just before the publish time.
-GST_START_TEST(test_timestamps_mapped_to_clock) {
-  const std::string segment = segment_name("clock");
-  Pipeline writer(video_writer(segment, 64));
-  writer.play();
-  sleep_ms(300);  // different base times for the pipelines
-  Pipeline reader("shmxsrc segment=" + segment + " ! appsink name=mapped sync=false   shmxsrc segment=" +
-                  segment + " timestamp-mode=original ! appsink name=original sync=false");
-  reader.play();
-
-  std::map<guint64, GstClockTime> mapped;  // frame offset -> monotonic capture time seen by the clock reader
+// Reads `count` frames from the appsink `name` of `reader`: frame offset -> capture time in the reader's
+// monotonic terms (its base time + PTS). PTS must strictly increase and every frame must carry its
+// publish time, no earlier than its capture.
+static std::map<guint64, GstClockTime> mapped_captures(Pipeline& reader, const char* name, int count) {
+  std::map<guint64, GstClockTime> mapped;
   GstCaps* reference = gst_caps_from_string("timestamp/x-shmx-publish");
-  int checked = 0;
-  for (int i = 0; i < 20; ++i) {
-    GstSample* sample = reader.pull("mapped", 3000);
+  GstClockTime last_pts = GST_CLOCK_TIME_NONE;
+  for (int i = 0; i < count; ++i) {
+    GstSample* sample = reader.pull(name, 3000);
     fail_unless(sample != nullptr);
     GstBuffer* buffer = gst_sample_get_buffer(sample);
+    fail_unless(GST_BUFFER_PTS_IS_VALID(buffer));
+    if (GST_CLOCK_TIME_IS_VALID(last_pts))
+      fail_unless(GST_BUFFER_PTS(buffer) > last_pts, "PTS %" GST_TIME_FORMAT " after %" GST_TIME_FORMAT,
+                  GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), GST_TIME_ARGS(last_pts));
+    last_pts = GST_BUFFER_PTS(buffer);
     const GstClockTime capture = gst_element_get_base_time(reader.pipeline) + GST_BUFFER_PTS(buffer);
     GstReferenceTimestampMeta* publish = gst_buffer_get_reference_timestamp_meta(buffer, reference);
     fail_unless(publish != nullptr);
-    if (GST_BUFFER_PTS(buffer) > 0) {  // frames older than this pipeline are stamped 0
-      fail_unless(capture <= publish->timestamp, "captured after published");
-      fail_unless(publish->timestamp - capture < 100 * GST_MSECOND,
-                  "capture %" GST_TIME_FORMAT " publish %" GST_TIME_FORMAT, GST_TIME_ARGS(capture),
-                  GST_TIME_ARGS(publish->timestamp));
-      mapped[GST_BUFFER_OFFSET(buffer)] = capture;
-    }
+    mapped[GST_BUFFER_OFFSET(buffer)] = capture;
     gst_sample_unref(sample);
   }
-  for (int i = 0; i < 40 && checked < 5; ++i) {
+  gst_caps_unref(reference);
+  return mapped;
+}
+
+// For the frames both readers saw: the clock reader's capture time minus the writer's (its base time
+// + the original PTS). One value for every frame: the timeline is shifted as a whole, never per frame.
+static GstClockTime capture_shift(Pipeline& reader, Pipeline& writer, const std::map<guint64, GstClockTime>& mapped) {
+  GstClockTime shift = GST_CLOCK_TIME_NONE;
+  int checked = 0;
+  for (int i = 0; i < 60 && checked < 5; ++i) {
     GstSample* sample = reader.pull("original", 3000);
     fail_unless(sample != nullptr);
     GstBuffer* buffer = gst_sample_get_buffer(sample);
     auto it = mapped.find(GST_BUFFER_OFFSET(buffer));
     if (it != mapped.end()) {
       const GstClockTime writer_capture = gst_element_get_base_time(writer.pipeline) + GST_BUFFER_PTS(buffer);
-      fail_unless_equals_uint64(writer_capture, it->second);
+      fail_unless(it->second >= writer_capture, "mapped before captured");
+      if (!GST_CLOCK_TIME_IS_VALID(shift)) shift = it->second - writer_capture;
+      fail_unless_equals_uint64(it->second - writer_capture, shift);
       checked++;
     }
     gst_sample_unref(sample);
   }
   fail_unless(checked > 0, "no frame seen by both readers");
-  gst_caps_unref(reference);
-  fail_if(reader.has_error());
-  fail_if(writer.has_error());
+  return shift;
+}
+
+// timestamp-mode=clock maps the writer's capture times onto the reader's running time. A reader started
+// before its writer gets them exactly; a reader that joins late gets them shifted by one constant, just
+// enough for its first frame (captured before the reader started) to be at running time >= 0, so
+// timestamps never repeat and frame spacing stays exact (encoders and muxers downstream rely on both).
+GST_START_TEST(test_timestamps_mapped_to_clock) {
+  {
+    const std::string segment = segment_name("clock-late");
+    Pipeline writer(video_writer(segment, 64));
+    writer.play();
+    sleep_ms(300);  // different base times for the pipelines; the reader joins late
+    Pipeline reader("shmxsrc name=clock segment=" + segment + " ! appsink name=mapped sync=false   shmxsrc segment=" +
+                    segment + " timestamp-mode=original ! appsink name=original sync=false");
+    reader.play();
+    const auto mapped = mapped_captures(reader, "mapped", 20);
+    const GstClockTime shift = capture_shift(reader, writer, mapped);
+    fail_unless(shift < 200 * GST_MSECOND, "late-join shift %" GST_TIME_FORMAT, GST_TIME_ARGS(shift));
+    // A live source whose buffers arrive the writer's capture-to-publish delay after their running time.
+    GstQuery* query = gst_query_new_latency();
+    fail_unless(gst_element_query(reader.get("clock"), query));
+    gboolean live = FALSE;
+    GstClockTime min = 0, max = 0;
+    gst_query_parse_latency(query, &live, &min, &max);
+    gst_query_unref(query);
+    fail_unless(live);
+    fail_unless(min >= gst_shmx::CaptureTimeline::kWakeUpMargin && min < 200 * GST_MSECOND,
+                "latency %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
+    fail_if(reader.has_error());
+    fail_if(writer.has_error());
+  }
+  {
+    const std::string segment = segment_name("clock-first");
+    Pipeline reader("shmxsrc segment=" + segment + " ! appsink name=mapped sync=false   shmxsrc segment=" +
+                    segment + " timestamp-mode=original ! appsink name=original sync=false");
+    reader.play();
+    sleep_ms(300);  // the readers wait for the writer
+    Pipeline writer(video_writer(segment, 64));
+    writer.play();
+    const auto mapped = mapped_captures(reader, "mapped", 20);
+    fail_unless_equals_uint64(capture_shift(reader, writer, mapped), 0);
+    fail_if(reader.has_error());
+    fail_if(writer.has_error());
+  }
 }
 GST_END_TEST;
 
