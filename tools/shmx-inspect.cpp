@@ -3,6 +3,7 @@
 // layout, frame rate, latest frame age, and every reader. It maps segments read-only and writes nothing.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <csignal>
@@ -221,7 +222,11 @@ void print_json_error(const std::string& name, const shmx::Status& status) {
 }
 
 int show_all(bool json) {
-  const std::vector<Entry> entries = sample(shmx::list_segments());
+  std::vector<Entry> entries = sample(shmx::list_segments());
+  // A segment removed between listing and sampling (its writer stopped) is simply not there any more.
+  entries.erase(std::remove_if(entries.begin(), entries.end(),
+                               [](const Entry& e) { return !e.snap && e.snap.code() == shmx::Errc::NotFound; }),
+                entries.end());
   if (!json) {
     print_list(entries);
     return kExitOk;
