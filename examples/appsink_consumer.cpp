@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // appsink_consumer: a GStreamer app that pulls frames from shmxsrc through appsink and prints their caps, timestamps
-// and per-frame latency: publish->receive (the shared-memory hop: now minus the writer's commit time, which
-// shmxsrc attaches as a GstReferenceTimestampMeta "timestamp/x-shmx-publish") and capture->receive (the
-// pipeline's running time now minus the buffer's PTS, which shmxsrc maps from the writer's capture time).
+// and per-frame latency: publish->receive (the shared-memory hop: now minus the writer's commit time) and
+// capture->receive (now minus the writer's capture time). shmxsrc attaches both times, on CLOCK_MONOTONIC, as
+// GstReferenceTimestampMeta with caps "timestamp/x-shmx-publish" and "timestamp/x-shmx-capture".
 //
 // Usage: appsink_consumer [SEGMENT] [--frames N]   (default segment "demo"; N = 0 reads until EOS or Ctrl-C)
 #include <gst/app/gstappsink.h>
@@ -42,23 +42,14 @@ guint64 monotonic_ns() {
   return static_cast<guint64>(ts.tv_sec) * GST_SECOND + static_cast<guint64>(ts.tv_nsec);
 }
 
-// The writer's commit time (CLOCK_MONOTONIC ns), or GST_CLOCK_TIME_NONE.
-GstClockTime publish_time(GstBuffer* buffer) {
-  static GstStaticCaps publish_caps = GST_STATIC_CAPS("timestamp/x-shmx-publish");
-  GstReferenceTimestampMeta* meta =
-      gst_buffer_get_reference_timestamp_meta(buffer, gst_static_caps_get(&publish_caps));
+// A reference timestamp shmxsrc attached (CLOCK_MONOTONIC ns), or GST_CLOCK_TIME_NONE.
+GstClockTime reference_time(GstBuffer* buffer, GstStaticCaps* reference) {
+  GstReferenceTimestampMeta* meta = gst_buffer_get_reference_timestamp_meta(buffer, gst_static_caps_get(reference));
   return meta ? meta->timestamp : GST_CLOCK_TIME_NONE;
 }
 
-// Running time of `element`'s pipeline now, or GST_CLOCK_TIME_NONE before it has a clock.
-GstClockTime running_time_now(GstElement* element) {
-  GstClock* clock = gst_element_get_clock(element);
-  if (!clock) return GST_CLOCK_TIME_NONE;
-  const GstClockTime now = gst_clock_get_time(clock);
-  gst_object_unref(clock);
-  const GstClockTime base = gst_element_get_base_time(element);
-  return now >= base ? now - base : GST_CLOCK_TIME_NONE;
-}
+GstStaticCaps publish_caps = GST_STATIC_CAPS("timestamp/x-shmx-publish");
+GstStaticCaps capture_caps = GST_STATIC_CAPS("timestamp/x-shmx-capture");
 
 double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
@@ -92,7 +83,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "missing element (is GST_PLUGIN_PATH pointing at the shmx plugin?)\n");
     return 1;
   }
-  g_object_set(src, "segment", segment.c_str(), nullptr);
+  // The name the writer and shmx-inspect show for this reader.
+  g_object_set(src, "segment", segment.c_str(), "reader-name", "appsink_consumer", nullptr);
   // No caps set on appsink: shmxsrc produces the writer's caps by itself. Keep only the newest frames.
   g_object_set(appsink, "sync", FALSE, "max-buffers", 2, "drop", TRUE, nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, appsink, nullptr);
@@ -132,16 +124,16 @@ int main(int argc, char** argv) {
     }
     GstBuffer* buffer = gst_sample_get_buffer(sample);
     const guint64 received_ns = monotonic_ns();
-    const GstClockTime running_now = running_time_now(pipeline);
-    const GstClockTime published_ns = publish_time(buffer);
+    const GstClockTime published_ns = reference_time(buffer, &publish_caps);
+    const GstClockTime captured_ns = reference_time(buffer, &capture_caps);
     std::string latency;
     if (GST_CLOCK_TIME_IS_VALID(published_ns) && received_ns >= published_ns) {
       const double us = static_cast<double>(received_ns - published_ns) / 1e3;
       hop_latencies_us.push_back(us);
       latency += " publish->receive " + std::to_string(static_cast<long long>(us)) + " us";
     }
-    if (GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(running_now) && running_now >= GST_BUFFER_PTS(buffer)) {
-      const double ms = static_cast<double>(running_now - GST_BUFFER_PTS(buffer)) / 1e6;
+    if (GST_CLOCK_TIME_IS_VALID(captured_ns) && received_ns >= captured_ns) {
+      const double ms = static_cast<double>(received_ns - captured_ns) / 1e6;
       char text[48];
       std::snprintf(text, sizeof text, " capture->receive %.2f ms", ms);
       latency += text;

@@ -28,8 +28,10 @@
  * one constant, just enough for the first to be at running time 0 or later, so timestamps never
  * repeat and frame spacing stays exact. The source reports as latency the writer's
  * capture-to-publish delay (posting a LATENCY message when it grows), so synchronizing sinks
- * render on time. With `timestamp-mode=original` they are the writer's PTS and DTS unchanged. Every buffer also carries the writer's publish time (CLOCK_MONOTONIC, ns) as a
- * #GstReferenceTimestampMeta with caps `timestamp/x-shmx-publish`.
+ * render on time. With `timestamp-mode=original` they are the writer's PTS and DTS unchanged.
+ * Every buffer also carries, as #GstReferenceTimestampMeta on CLOCK_MONOTONIC (ns), the writer's
+ * publish time (caps `timestamp/x-shmx-publish`) and, when the writer had a clock, its capture time
+ * (caps `timestamp/x-shmx-capture`), whatever the timestamp mode.
  *
  * Zero copy: by default a buffer wraps the shared-memory slot it was read from (read-only memory).
  * The reader holds the slot until downstream drops the buffer (and any sub-buffer or copy sharing
@@ -106,6 +108,7 @@ static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
 static GstStaticCaps publish_time_caps = GST_STATIC_CAPS("timestamp/x-shmx-publish");
+static GstStaticCaps capture_time_caps = GST_STATIC_CAPS("timestamp/x-shmx-capture");
 
 GType gst_shmx_src_timestamp_mode_get_type(void) {
   static GType type = 0;
@@ -427,22 +430,25 @@ static void gst_shmx_src_mark_pooled(GstMeta* meta) {
   GST_META_FLAGS(meta) = static_cast<GstMetaFlags>(GST_META_FLAGS(meta) | GST_META_FLAG_POOLED);
 }
 
-// Sets the publish time on a pool buffer: the reference timestamp meta it kept from its last frame
-// (pooled), or a new one the first time.
-static void gst_shmx_src_set_publish_time(GstBuffer* buffer, uint64_t publish_ns) {
-  static GstCaps* reference = gst_static_caps_get(&publish_time_caps);
+// Sets a reference timestamp (publish or capture time) on a pool buffer: the meta it kept from its last
+// frame (pooled), or a new one the first time. GST_CLOCK_TIME_NONE removes a kept one.
+static void gst_shmx_src_set_reference_time(GstBuffer* buffer, GstCaps* reference, uint64_t ns) {
   gpointer iter = nullptr;
   while (GstMeta* meta =
              gst_buffer_iterate_meta_filtered(buffer, &iter, GST_REFERENCE_TIMESTAMP_META_API_TYPE)) {
     auto* timestamp = reinterpret_cast<GstReferenceTimestampMeta*>(meta);
     if (timestamp->reference == reference) {
-      timestamp->timestamp = publish_ns;
+      if (ns == gst_shmx::kNoTime) {
+        gst_buffer_remove_meta(buffer, meta);
+        return;
+      }
+      timestamp->timestamp = ns;
       timestamp->duration = GST_CLOCK_TIME_NONE;
       return;
     }
   }
-  GstReferenceTimestampMeta* meta =
-      gst_buffer_add_reference_timestamp_meta(buffer, reference, publish_ns, GST_CLOCK_TIME_NONE);
+  if (ns == gst_shmx::kNoTime) return;
+  GstReferenceTimestampMeta* meta = gst_buffer_add_reference_timestamp_meta(buffer, reference, ns, GST_CLOCK_TIME_NONE);
   gst_shmx_src_mark_pooled(&meta->parent);
 }
 
@@ -507,7 +513,10 @@ static GstFlowReturn gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const shmx
     }
   }
 
-  gst_shmx_src_set_publish_time(buffer, frame.header.publish_ns);
+  static GstCaps* publish_reference = gst_static_caps_get(&publish_time_caps);
+  static GstCaps* capture_reference = gst_static_caps_get(&capture_time_caps);
+  gst_shmx_src_set_reference_time(buffer, publish_reference, frame.header.publish_ns);
+  gst_shmx_src_set_reference_time(buffer, capture_reference, info.pts_monotonic_ns);
   *out = buffer;
   return GST_FLOW_OK;
 }

@@ -134,11 +134,18 @@ GST_END_TEST;
 // Two pipelines on the system clock agree on capture times: the running time a reader stamps plus its base
 // time is the writer's base time plus the writer's PTS, and lies just before the publish time.
 // Reads `count` frames from the appsink `name` of `reader`: frame offset -> capture time in the reader's
-// monotonic terms (its base time + PTS). PTS must strictly increase and every frame must carry its
-// publish time, no earlier than its capture.
-static std::map<guint64, GstClockTime> mapped_captures(Pipeline& reader, const char* name, int count) {
-  std::map<guint64, GstClockTime> mapped;
+// monotonic terms (its base time + PTS) and as carried in the capture meta. PTS must strictly increase
+// and every frame must carry its publish time, no earlier than its capture.
+// Also the writer's capture time, which every buffer carries as a reference timestamp meta.
+struct Mapped {
+  GstClockTime clock_capture;  // the reader's base time + PTS
+  GstClockTime meta_capture;   // the timestamp/x-shmx-capture meta
+};
+
+static std::map<guint64, Mapped> mapped_captures(Pipeline& reader, const char* name, int count) {
+  std::map<guint64, Mapped> mapped;
   GstCaps* reference = gst_caps_from_string("timestamp/x-shmx-publish");
+  GstCaps* capture_reference = gst_caps_from_string("timestamp/x-shmx-capture");
   GstClockTime last_pts = GST_CLOCK_TIME_NONE;
   for (int i = 0; i < count; ++i) {
     GstSample* sample = reader.pull(name, 3000);
@@ -152,16 +159,20 @@ static std::map<guint64, GstClockTime> mapped_captures(Pipeline& reader, const c
     const GstClockTime capture = gst_element_get_base_time(reader.pipeline) + GST_BUFFER_PTS(buffer);
     GstReferenceTimestampMeta* publish = gst_buffer_get_reference_timestamp_meta(buffer, reference);
     fail_unless(publish != nullptr);
-    mapped[GST_BUFFER_OFFSET(buffer)] = capture;
+    GstReferenceTimestampMeta* captured = gst_buffer_get_reference_timestamp_meta(buffer, capture_reference);
+    fail_unless(captured != nullptr);
+    fail_unless(captured->timestamp <= publish->timestamp, "captured after published");
+    mapped[GST_BUFFER_OFFSET(buffer)] = {capture, captured->timestamp};
     gst_sample_unref(sample);
   }
   gst_caps_unref(reference);
+  gst_caps_unref(capture_reference);
   return mapped;
 }
 
 // For the frames both readers saw: the clock reader's capture time minus the writer's (its base time
 // + the original PTS). One value for every frame: the timeline is shifted as a whole, never per frame.
-static GstClockTime capture_shift(Pipeline& reader, Pipeline& writer, const std::map<guint64, GstClockTime>& mapped) {
+static GstClockTime capture_shift(Pipeline& reader, Pipeline& writer, const std::map<guint64, Mapped>& mapped) {
   GstClockTime shift = GST_CLOCK_TIME_NONE;
   int checked = 0;
   for (int i = 0; i < 60 && checked < 5; ++i) {
@@ -171,9 +182,10 @@ static GstClockTime capture_shift(Pipeline& reader, Pipeline& writer, const std:
     auto it = mapped.find(GST_BUFFER_OFFSET(buffer));
     if (it != mapped.end()) {
       const GstClockTime writer_capture = gst_element_get_base_time(writer.pipeline) + GST_BUFFER_PTS(buffer);
-      fail_unless(it->second >= writer_capture, "mapped before captured");
-      if (!GST_CLOCK_TIME_IS_VALID(shift)) shift = it->second - writer_capture;
-      fail_unless_equals_uint64(it->second - writer_capture, shift);
+      fail_unless_equals_uint64(it->second.meta_capture, writer_capture);
+      fail_unless(it->second.clock_capture >= writer_capture, "mapped before captured");
+      if (!GST_CLOCK_TIME_IS_VALID(shift)) shift = it->second.clock_capture - writer_capture;
+      fail_unless_equals_uint64(it->second.clock_capture - writer_capture, shift);
       checked++;
     }
     gst_sample_unref(sample);
