@@ -92,23 +92,33 @@ struct Entry {
   double fps = 0;
 };
 
-// Snapshots every segment twice, a quarter second apart (one wait for all of them).
+// Snapshots every segment twice, a quarter second apart (one wait for all of them). The frame rate is
+// the frames published between the two latest frames seen over the time between their publish times
+// (exact for a steady writer, whatever the window), or over the window when fewer than two arrived.
 std::vector<Entry> sample(const std::vector<std::string>& names) {
-  std::vector<Entry> entries;
-  std::vector<uint64_t> first_frames(names.size(), 0), first_sessions(names.size(), 0);
+  struct First {
+    uint64_t session = 0, frame_id = 0, publish_ns = 0;
+  };
+  std::vector<First> first(names.size());
   for (size_t i = 0; i < names.size(); ++i) {
-    auto first = shmx::inspect_segment(names[i]);
-    if (first) first_frames[i] = first->frames_committed, first_sessions[i] = first->session_id;
+    auto snap = shmx::inspect_segment(names[i]);
+    if (snap) first[i] = {snap->session_id, snap->latest_frame_id, snap->latest_publish_ns};
   }
   const uint64_t t0 = shmx::monotonic_ns();
   std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  const double elapsed = static_cast<double>(shmx::monotonic_ns() - t0) / 1e9;
+  const uint64_t window = shmx::monotonic_ns() - t0;
+  std::vector<Entry> entries;
   for (size_t i = 0; i < names.size(); ++i) {
     Entry e;
     e.name = names[i];
     e.snap = shmx::inspect_segment(names[i]);
-    if (e.snap && e.snap->session_id == first_sessions[i] && e.snap->frames_committed >= first_frames[i])
-      e.fps = static_cast<double>(e.snap->frames_committed - first_frames[i]) / elapsed;
+    if (e.snap && e.snap->session_id == first[i].session && e.snap->latest_frame_id > first[i].frame_id) {
+      const uint64_t frames = e.snap->latest_frame_id - first[i].frame_id;
+      const uint64_t span = e.snap->latest_publish_ns > first[i].publish_ns && first[i].frame_id != 0 && frames >= 2
+                                ? e.snap->latest_publish_ns - first[i].publish_ns
+                                : window;
+      e.fps = static_cast<double>(frames) * 1e9 / static_cast<double>(span);
+    }
     entries.push_back(std::move(e));
   }
   return entries;

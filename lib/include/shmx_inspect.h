@@ -21,6 +21,7 @@ struct SegmentSnapshot {
   uint32_t reader_timeout_ms = 0;  // readers with an older heartbeat are flagged stale
   uint64_t latest_frame_id = 0;
   uint64_t latest_frame_age_ns = 0;  // since the latest frame's publish time; 0 if none
+  uint64_t latest_publish_ns = 0;    // the latest frame's publish time (CLOCK_MONOTONIC); 0 if none
   uint64_t frames_committed = 0;
   uint64_t loans_refused = 0;
   uint32_t slots_loaned = 0;

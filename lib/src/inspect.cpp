@@ -53,6 +53,7 @@ Result<SegmentSnapshot> inspect_segment(const std::string& name) {
   if (latest != 0 && slot < seg->slot_count) {
     const uint64_t published = seg->frame(slot)->publish_ns;
     snap.latest_frame_age_ns = now > published ? now - published : 0;
+    snap.latest_publish_ns = published;
   }
   snap.frames_committed = h->frames_committed.load(std::memory_order_relaxed);
   snap.loans_refused = h->loans_refused.load(std::memory_order_relaxed);
