@@ -172,11 +172,11 @@ struct QueuedBuffer {
 // One input stream: the always pad `sink` (number 0, the primary stream that drives the frames) or a
 // request pad `sink_N`.
 struct InputStream {
-  GstPad* pad = nullptr;   // not a reference: the element owns its pads and erases this entry first
-  bool has_caps = false;   // info holds the caps (and the stream name read when they were set)
+  GstPad* pad = nullptr;  // not a reference: the element owns its pads and erases this entry first
+  bool has_caps = false;  // info holds the caps (and the stream name read when they were set)
   shmx::StreamInfo info;
-  int wire_index = -1;     // the stream's index in the segment's metadata; -1 = not listed (no caps yet)
-  uint64_t received = 0;   // buffers received on the pad: the kTlvStreamSeq of the newest
+  int wire_index = -1;    // the stream's index in the segment's metadata; -1 = not listed (no caps yet)
+  uint64_t received = 0;  // buffers received on the pad: the kTlvStreamSeq of the newest
   // Request pads only: their segment, and their newest buffers (oldest first; bounded).
   GstSegment segment;
   std::deque<QueuedBuffer> queue;
@@ -386,9 +386,8 @@ static shmx::Status gst_shmx_sink_list_streams(SinkState& state, std::vector<shm
     if (!input.has_caps) continue;
     for (const shmx::StreamInfo& listed : out)
       if (listed.name == input.info.name)
-        return shmx::Status(shmx::Errc::InvalidArgument,
-                            "two pads carry a stream named '" + listed.name +
-                                "': give each pad a unique stream-name");
+        return shmx::Status(shmx::Errc::InvalidArgument, "two pads carry a stream named '" + listed.name +
+                                                             "': give each pad a unique stream-name");
     out.push_back(input.info);
   }
   int wire_index = 0;
@@ -409,8 +408,8 @@ static shmx::Status gst_shmx_sink_update_metadata(SinkState& state, const char*&
 }
 
 // (Re)creates the segment with slots of `payload` bytes and the streams of state.metadata. Must be
-// called with publish_lock held. A previous segment is closed first (readers see it closed and follow the new session); the
-// loans of pool buffers still upstream stay mapped, and their commit is refused (see render).
+// called with publish_lock held. A previous segment is closed first (readers see it closed and follow the new
+// session); the loans of pool buffers still upstream stay mapped, and their commit is refused (see render).
 static shmx::Status gst_shmx_sink_create_segment(GstShmxSink* self, const SinkSettings& settings,
                                                  uint64_t payload) {
   SinkState& state = *self->state;
@@ -429,8 +428,7 @@ static shmx::Status gst_shmx_sink_create_segment(GstShmxSink* self, const SinkSe
   options.reader_capacity = settings.max_readers;
   options.permissions = settings.permissions;
   options.reader_timeout_ms = settings.reader_timeout;
-  shmx::Result<shmx::Server> server =
-      shmx::Server::create(settings.segment, options, state.metadata);
+  shmx::Result<shmx::Server> server = shmx::Server::create(settings.segment, options, state.metadata);
   if (!server) return server.status();
   server_slot.emplace(std::move(server.value()));
   state.slot_payload = server_slot->slot_payload_capacity();
@@ -516,10 +514,10 @@ static void gst_shmx_sink_service_once(GstShmxSink* self, const std::string& seg
   for (ReaderTlv& tlv : deferred.tlvs) {
     g_signal_emit(self, gst_shmx_sink_signals[SIGNAL_READER_MESSAGE], 0, tlv.reader.c_str(), tlv.pid,
                   static_cast<guint>(tlv.type), tlv.value);
-    GstStructure* s = gst_structure_new("shmx-reader-message", "segment", G_TYPE_STRING, segment.c_str(), "name",
-                                        G_TYPE_STRING, tlv.reader.c_str(), "pid", G_TYPE_UINT, tlv.pid, "index",
-                                        G_TYPE_UINT, tlv.index, "type", G_TYPE_UINT, static_cast<guint>(tlv.type),
-                                        "value", G_TYPE_BYTES, tlv.value, nullptr);
+    GstStructure* s = gst_structure_new(
+        "shmx-reader-message", "segment", G_TYPE_STRING, segment.c_str(), "name", G_TYPE_STRING,
+        tlv.reader.c_str(), "pid", G_TYPE_UINT, tlv.pid, "index", G_TYPE_UINT, tlv.index, "type", G_TYPE_UINT,
+        static_cast<guint>(tlv.type), "value", G_TYPE_BYTES, tlv.value, nullptr);
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
     g_bytes_unref(tlv.value);
   }
@@ -679,8 +677,8 @@ static gboolean gst_shmx_sink_set_caps(GstBaseSink* sink, GstCaps* caps) {
     const bool create = !state.segment->server || (!settings.slot_size && wanted > state.slot_payload);
     if (create) {
       if (state.segment->server)
-        GST_INFO_OBJECT(self, "new caps need slots of %" G_GUINT64_FORMAT " bytes: creating the segment again",
-                        wanted);
+        GST_INFO_OBJECT(
+            self, "new caps need slots of %" G_GUINT64_FORMAT " bytes: creating the segment again", wanted);
       status = gst_shmx_sink_list_streams(state, state.metadata);
       if (status) {
         what = "Server::create";
@@ -842,8 +840,8 @@ struct FrameContent {
 // appended after its data), else copied into a loaned slot, the slots grown first if needed. Returns
 // the failure and what failed (`what`, and for a frame too large `bytes`). Must be called with
 // publish_lock held, the server created.
-static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameContent& frame, const char*& what,
-                                                 uint64_t& bytes) {
+static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameContent& frame,
+                                                 const char*& what, uint64_t& bytes) {
   SinkState& state = *self->state;
   const SinkSettings& settings = state.settings;
   const std::vector<StreamPick>& others = frame.picks->streams;
@@ -860,8 +858,8 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
                                                         frame.primary_seq, true);
     for (const StreamPick& pick : others) {
       if (!appended) break;
-      appended = gst_shmx_sink_append_stream(slot.tlvs(), pick.wire_index, pick.buffer, pick.info, pick.seq,
-                                             false);
+      appended =
+          gst_shmx_sink_append_stream(slot.tlvs(), pick.wire_index, pick.buffer, pick.info, pick.seq, false);
     }
     if (appended) {
       shmx::Result<uint64_t> frame_id = server->commit(std::move(slot), frame.frame_info);
@@ -882,7 +880,8 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
   }
 
   const size_t n_streams = (frame.primary ? 1 : 0) + others.size();
-  const uint64_t needed = gst_shmx::slot_payload_for_buffer(bytes + (n_streams - 1) * gst_shmx::kSlotHeadroom);
+  const uint64_t needed =
+      gst_shmx::slot_payload_for_buffer(bytes + (n_streams - 1) * gst_shmx::kSlotHeadroom);
   if (needed > state.slot_payload) {
     if (settings.slot_size) {
       what = "sizing the frame";
@@ -892,7 +891,8 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
     }
     if (needed > MAX_SLOT_SIZE) {
       what = "sizing the frame";
-      return shmx::Status(shmx::Errc::TooLarge, "frame data of " + std::to_string(bytes) + " bytes is too large");
+      return shmx::Status(shmx::Errc::TooLarge,
+                          "frame data of " + std::to_string(bytes) + " bytes is too large");
     }
     // Grow by at least half so that slowly growing encoded frames do not recreate every time.
     const uint64_t grown = std::min<uint64_t>(
@@ -917,11 +917,12 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
   what = "filling the slot";
   shmx::Status status;
   if (frame.primary)
-    status = gst_shmx_sink_append_stream(loan->tlvs(), 0, frame.primary, frame.primary_info, frame.primary_seq,
-                                         false);
+    status = gst_shmx_sink_append_stream(loan->tlvs(), 0, frame.primary, frame.primary_info,
+                                         frame.primary_seq, false);
   for (const StreamPick& pick : others) {
     if (!status) break;
-    status = gst_shmx_sink_append_stream(loan->tlvs(), pick.wire_index, pick.buffer, pick.info, pick.seq, false);
+    status =
+        gst_shmx_sink_append_stream(loan->tlvs(), pick.wire_index, pick.buffer, pick.info, pick.seq, false);
   }
   if (!status) {
     server->abandon(std::move(loan.value()));
@@ -933,7 +934,8 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
   state.frames_published++;
   state.frames_copied++;
   state.bytes_published += bytes;
-  GST_LOG_OBJECT(self, "published frame %" G_GUINT64_FORMAT " (%zu stream(s), %" G_GUINT64_FORMAT " bytes copied)",
+  GST_LOG_OBJECT(self,
+                 "published frame %" G_GUINT64_FORMAT " (%zu stream(s), %" G_GUINT64_FORMAT " bytes copied)",
                  frame_id.value(), n_streams, bytes);
   return shmx::Status::ok();
 }
@@ -943,13 +945,13 @@ static void gst_shmx_sink_post_publish_error(GstShmxSink* self, const shmx::Stat
                                              uint64_t bytes) {
   const SinkSettings& settings = self->state->settings;
   if (status.code() == shmx::Errc::TooLarge && settings.slot_size) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NO_SPACE_LEFT,
-                      ("Frame data of %" G_GUINT64_FORMAT " bytes does not fit a slot of segment '%s'.", bytes,
-                       settings.segment.c_str()),
-                      ("slot-size=%" G_GUINT64_FORMAT " bytes; set slot-size to at least %" G_GUINT64_FORMAT
-                       " or to 0 (grow as needed). %s",
-                       settings.slot_size,
-                       gst_shmx::slot_payload_for_buffer(bytes), status.to_string().c_str()));
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, NO_SPACE_LEFT,
+        ("Frame data of %" G_GUINT64_FORMAT " bytes does not fit a slot of segment '%s'.", bytes,
+         settings.segment.c_str()),
+        ("slot-size=%" G_GUINT64_FORMAT " bytes; set slot-size to at least %" G_GUINT64_FORMAT
+         " or to 0 (grow as needed). %s",
+         settings.slot_size, gst_shmx::slot_payload_for_buffer(bytes), status.to_string().c_str()));
   } else {
     gst_shmx_sink_post_error(self, settings.segment, status, what);
   }
@@ -1022,8 +1024,9 @@ static bool gst_shmx_sink_publish_without_primary(GstShmxSink* self) {
     // The frame's time is its newest buffer's.
     for (const StreamPick& pick : picks.streams) {
       const uint64_t time = pick.info.pts_monotonic_ns != gst_shmx::kNoTime ? pick.info.pts_monotonic_ns
-                                                                             : pick.info.dts_monotonic_ns;
-      if (time != gst_shmx::kNoTime) frame.frame_info.timestamp_ns = std::max(frame.frame_info.timestamp_ns, time);
+                                                                            : pick.info.dts_monotonic_ns;
+      if (time != gst_shmx::kNoTime)
+        frame.frame_info.timestamp_ns = std::max(frame.frame_info.timestamp_ns, time);
     }
     status = gst_shmx_sink_publish_locked(self, frame, what, bytes);
   }
@@ -1220,7 +1223,8 @@ static GstPad* gst_shmx_sink_request_new_pad(GstElement* element, GstPadTemplate
     const guint64 parsed =
         g_str_has_prefix(name, "sink_") ? g_ascii_strtoull(name + std::strlen("sink_"), &end, 10) : 0;
     if (!end || *end != '\0' || end == name + std::strlen("sink_") || parsed < 1 || parsed > G_MAXUINT16) {
-      GST_WARNING_OBJECT(self, "pad name '%s' refused: request sink_%%u or sink_<N> with 1 <= N <= 65535", name);
+      GST_WARNING_OBJECT(self, "pad name '%s' refused: request sink_%%u or sink_<N> with 1 <= N <= 65535",
+                         name);
       return nullptr;
     }
     number = static_cast<guint>(parsed);
@@ -1246,7 +1250,6 @@ static GstPad* gst_shmx_sink_request_new_pad(GstElement* element, GstPadTemplate
   gst_pad_set_chain_function(pad, GST_DEBUG_FUNCPTR(gst_shmx_sink_request_chain));
   gst_pad_set_event_function(pad, GST_DEBUG_FUNCPTR(gst_shmx_sink_request_event));
   gst_pad_set_query_function(pad, GST_DEBUG_FUNCPTR(gst_shmx_sink_request_query));
-  GST_PAD_SET_PROXY_CAPS(pad);
   gst_element_add_pad(element, pad);
   gst_child_proxy_child_added(GST_CHILD_PROXY(self), G_OBJECT(pad), GST_OBJECT_NAME(pad));
   GST_DEBUG_OBJECT(self, "added pad %s", GST_PAD_NAME(pad));
@@ -1289,7 +1292,8 @@ static void gst_shmx_sink_release_pad(GstElement* element, GstPad* pad) {
 static GstStateChangeReturn gst_shmx_sink_change_state(GstElement* element, GstStateChange transition) {
   GstShmxSink* self = GST_SHMX_SINK(element);
   // stream-timeout counts from going to PLAYING when the primary stream has sent nothing since.
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_PLAYING) self->state->primary_active_us = g_get_monotonic_time();
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_PLAYING)
+    self->state->primary_active_us = g_get_monotonic_time();
   return GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
 }
 
@@ -1300,7 +1304,8 @@ static GstStateChangeReturn gst_shmx_sink_change_state(GstElement* element, GstS
 static GObject* gst_shmx_sink_child_proxy_get_child_by_index(GstChildProxy* proxy, guint index) {
   GObject* child = nullptr;
   GST_OBJECT_LOCK(proxy);
-  if (gpointer pad = g_list_nth_data(GST_ELEMENT(proxy)->sinkpads, index)) child = G_OBJECT(gst_object_ref(pad));
+  if (gpointer pad = g_list_nth_data(GST_ELEMENT(proxy)->sinkpads, index))
+    child = G_OBJECT(gst_object_ref(pad));
   GST_OBJECT_UNLOCK(proxy);
   return child;
 }
@@ -1599,8 +1604,8 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
    * in the handler. The same TLV is also posted as the element message `shmx-reader-message`.
    */
   gst_shmx_sink_signals[SIGNAL_READER_MESSAGE] =
-      g_signal_new("reader-message", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr, nullptr, nullptr,
-                   G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_UINT, G_TYPE_UINT, G_TYPE_BYTES);
+      g_signal_new("reader-message", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr, nullptr,
+                   nullptr, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_UINT, G_TYPE_UINT, G_TYPE_BYTES);
 
   element_class->request_new_pad = GST_DEBUG_FUNCPTR(gst_shmx_sink_request_new_pad);
   element_class->release_pad = GST_DEBUG_FUNCPTR(gst_shmx_sink_release_pad);

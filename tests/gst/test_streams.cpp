@@ -83,8 +83,10 @@ StreamInFrame stream_in_frame(const shmx::FrameView& frame, uint16_t stream) {
   StreamInFrame out;
   shmx::TlvView data, info, seq;
   const bool has_data = frame.stream_data(stream, data);
-  const bool has_info = shmx::find_tlv(frame.payload, frame.payload_size, gst_shmx::kTlvBufferInfo, stream, info);
-  const bool has_seq = shmx::find_tlv(frame.payload, frame.payload_size, gst_shmx::kTlvStreamSeq, stream, seq);
+  const bool has_info =
+      shmx::find_tlv(frame.payload, frame.payload_size, gst_shmx::kTlvBufferInfo, stream, info);
+  const bool has_seq =
+      shmx::find_tlv(frame.payload, frame.payload_size, gst_shmx::kTlvStreamSeq, stream, seq);
   fail_unless(has_data == has_info && has_data == has_seq,
               "stream %u: data %d, buffer info %d, seq %d: all or none expected", stream, has_data, has_info,
               has_seq);
@@ -202,7 +204,8 @@ GST_START_TEST(test_live_streams_in_step) {
   const pid_t writer = spawn_pipeline(launch, 20);
   fail_unless(wait_until(5000, [&] { return segment_exists(segment); }), "writer did not create the segment");
   TestReader reader(segment);
-  fail_unless(wait_until(3000, [&] { return reader.streams().size() == 2; }), "the audio stream is not listed");
+  fail_unless(wait_until(3000, [&] { return reader.streams().size() == 2; }),
+              "the audio stream is not listed");
   const std::vector<shmx::StreamInfo> streams = reader.streams();
   fail_unless_equals_string(streams[0].name.c_str(), "camera");
   fail_unless_equals_string(streams[1].name.c_str(), "imu");
@@ -213,14 +216,13 @@ GST_START_TEST(test_live_streams_in_step) {
   for (int i = 0; i < 20; ++i) {
     shmx::FrameView frame = reader.next(2000);
     const StreamInFrame v = stream_in_frame(frame, 0), a = stream_in_frame(frame, 1);
-    fail_unless(v.present, "a live primary frame without the primary stream");
-    if (!a.present) continue;
+    if (!v.present || !a.present) continue;  // (no camera frame: published by the audio stream alone)
     both++;
-    // The audio buffer is the newest not after the video frame, so at most one audio buffer (10 ms)
-    // plus the two live sources' scheduling behind it; only when every queued audio buffer is later
-    // (at the start) the oldest one, a little after it.
+    // The audio buffer is the newest not after the video frame: behind it by about one audio buffer
+    // (10 ms), more only when a loaded machine delays the audio thread; after it only at the start,
+    // when every queued audio buffer is later (the oldest is carried then).
     const int64_t lag = static_cast<int64_t>(v.info.pts_monotonic_ns - a.info.pts_monotonic_ns);
-    fail_unless(lag > -static_cast<int64_t>(40 * kMs) && lag < static_cast<int64_t>(200 * kMs),
+    fail_unless(lag > -static_cast<int64_t>(40 * kMs) && lag < static_cast<int64_t>(500 * kMs),
                 "audio %" G_GINT64_FORMAT " ns behind video", lag);
     if (lag >= 0) in_step++;
     fail_unless(a.seq >= last_imu_seq);
@@ -228,7 +230,8 @@ GST_START_TEST(test_live_streams_in_step) {
   }
   fail_unless(both >= 15, "only %d of 20 frames carried both streams", both);
   fail_unless(in_step >= both - 2, "only %d of %d frames carried audio not after their video", in_step, both);
-  fail_unless(last_imu_seq >= 20, "the audio stream's sequence did not advance: %" G_GUINT64_FORMAT, last_imu_seq);
+  fail_unless(last_imu_seq >= 20, "the audio stream's sequence did not advance: %" G_GUINT64_FORMAT,
+              last_imu_seq);
   stop_writer(writer, segment);
 }
 GST_END_TEST;
@@ -297,22 +300,25 @@ GST_END_TEST;
 GST_START_TEST(test_silent_primary_lets_others_publish) {
   const std::string segment = segment_name("timeout");
   MultiWriter writer(segment);
-  g_object_set(writer.element, "stream-timeout", 300u, nullptr);
+  g_object_set(writer.element, "stream-timeout", 500u, nullptr);
   GstHarness* video = writer.add("sink", nullptr, kVideoCaps);
   GstHarness* imu = writer.add("sink_1", "imu", kImuCaps);
   fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 0)), GST_FLOW_OK);
   TestReader reader(segment);
   fail_unless(stream_in_frame(reader.next(), 0).present);
 
-  // Within the timeout: queued only.
+  // Within the timeout of the last primary buffer: queued only.
+  fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 1 * kMs)), GST_FLOW_OK);
+  fail_unless(stream_in_frame(reader.next(), 0).present);
   fail_unless_equals_int(gst_harness_push(imu, make_buffer(24, 1, 5 * kMs)), GST_FLOW_OK);
   sleep_ms(50);
   fail_unless(reader.nothing_new(), "a secondary buffer published while the primary stream is active");
 
-  sleep_ms(350);
+  sleep_ms(550);
   fail_unless_equals_int(gst_harness_push(imu, make_buffer(24, 2, 10 * kMs)), GST_FLOW_OK);
   shmx::FrameView frame = reader.next(1000);
-  fail_unless(!stream_in_frame(frame, 0).present, "a frame without primary buffer carries the primary stream");
+  fail_unless(!stream_in_frame(frame, 0).present,
+              "a frame without primary buffer carries the primary stream");
   StreamInFrame m = stream_in_frame(frame, 1);
   fail_unless(m.present);
   fail_unless_equals_uint64(m.seq, 2);
@@ -325,6 +331,7 @@ GST_START_TEST(test_silent_primary_lets_others_publish) {
   fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 2, 33 * kMs)), GST_FLOW_OK);
   frame = reader.next(1000);
   fail_unless(stream_in_frame(frame, 0).present);
+  fail_unless_equals_uint64(stream_in_frame(frame, 0).seq, 3);
   fail_unless_equals_uint64(stream_in_frame(frame, 1).seq, 3);
   fail_unless_equals_int(gst_harness_push(imu, make_buffer(24, 4, 40 * kMs)), GST_FLOW_OK);
   sleep_ms(50);
@@ -332,7 +339,7 @@ GST_START_TEST(test_silent_primary_lets_others_publish) {
 
   // stream-timeout=0: never without the primary stream.
   g_object_set(writer.element, "stream-timeout", 0u, nullptr);
-  sleep_ms(400);
+  sleep_ms(600);
   fail_unless_equals_int(gst_harness_push(imu, make_buffer(24, 5, 45 * kMs)), GST_FLOW_OK);
   sleep_ms(100);
   fail_unless(reader.nothing_new(), "stream-timeout=0 published without the primary stream");
@@ -443,10 +450,12 @@ GST_START_TEST(test_reader_message_signal) {
   const char payload[] = "calibrate\0now";
   fail_unless(reader.client.send(type, payload, sizeof payload).is_ok());
 
-  fail_unless(wait_until(3000, [&] {
-    std::lock_guard<std::mutex> locker(received.lock);
-    return received.count > 0;
-  }), "no reader-message signal");
+  fail_unless(wait_until(3000,
+                         [&] {
+                           std::lock_guard<std::mutex> locker(received.lock);
+                           return received.count > 0;
+                         }),
+              "no reader-message signal");
   {
     std::lock_guard<std::mutex> locker(received.lock);
     fail_unless_equals_int(received.count, 1);
@@ -527,7 +536,8 @@ GST_START_TEST(test_late_decoder_gets_key_frame) {
     TestReader probe(segment);  // wait until the key frame is past
     int deltas = 0;
     for (int i = 0; i < 40 && deltas < 10; ++i)
-      deltas = (stream_in_frame(probe.next(2000), 0).info.flags & GST_BUFFER_FLAG_DELTA_UNIT) ? deltas + 1 : 0;
+      deltas =
+          (stream_in_frame(probe.next(2000), 0).info.flags & GST_BUFFER_FLAG_DELTA_UNIT) ? deltas + 1 : 0;
     fail_unless(deltas >= 10, "key frames keep coming without a request");
   }
 
@@ -540,8 +550,9 @@ GST_START_TEST(test_late_decoder_gets_key_frame) {
   fail_if(gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
   GstSample* sample = gst_app_sink_try_pull_sample(GST_APP_SINK(out), 3 * GST_SECOND);
   fail_unless(sample != nullptr, "nothing decoded within 3 s of joining");
-  GST_INFO("first frame decoded %d ms after joining",
-           static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
+  GST_INFO(
+      "first frame decoded %d ms after joining",
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
   gst_sample_unref(sample);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(out);
