@@ -7,8 +7,10 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "gstshmx-bufferinfo.h"
 #include "gstshmx-events.h"
@@ -397,6 +399,51 @@ GST_START_TEST(test_request_pads_and_release) {
 }
 GST_END_TEST;
 
+// Request pads added, fed and released while the primary stream publishes from another thread: every
+// frame stays well formed (each stream present with its three TLVs) and the primary never fails.
+GST_START_TEST(test_pads_come_and_go_while_publishing) {
+  const std::string segment = segment_name("churn");
+  MultiWriter writer(segment);
+  GstHarness* video = writer.add("sink", nullptr, kVideoCaps);
+  fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 0, 0)), GST_FLOW_OK);
+  TestReader reader(segment);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, pushed{0};
+  std::thread primary([&] {
+    for (GstClockTime pts = 10 * kMs; !stop; pts += 10 * kMs) {
+      if (gst_harness_push(video, make_buffer(256, 1, pts)) != GST_FLOW_OK) failures++;
+      pushed++;
+      sleep_ms(2);
+    }
+  });
+  int frames = 0, with_extra = 0;
+  for (int round = 0; round < 20; ++round) {
+    GstHarness* extra = gst_harness_new_with_element(writer.element, "sink_%u", nullptr);
+    gst_harness_play(extra);
+    gst_harness_set_src_caps_str(extra, kImuCaps);
+    for (guint8 i = 0; i < 3; ++i)
+      fail_unless_equals_int(gst_harness_push(extra, make_buffer(24, i, round * 10 * kMs + i * kMs)),
+                             GST_FLOW_OK);
+    sleep_ms(20);  // the primary stream publishes meanwhile, with this stream
+    while (true) {
+      shmx::Result<shmx::FrameView> frame = reader.client.read_latest();
+      if (!frame.is_ok()) break;
+      for (uint16_t stream = 0; stream < 4; ++stream) stream_in_frame(frame.value(), stream);
+      frames++;
+      if (stream_in_frame(frame.value(), 1).present) with_extra++;
+    }
+    gst_harness_teardown(extra);
+  }
+  stop = true;
+  primary.join();
+  fail_unless_equals_int(failures.load(), 0);
+  fail_unless(frames >= 10, "only %d frames read while %d pushed", frames, pushed.load());
+  fail_unless(with_extra >= 10, "only %d of %d frames carried the request pad's stream", with_extra, frames);
+  fail_unless(reader.streams().size() == 1, "released streams still listed");
+}
+GST_END_TEST;
+
 // Two pads naming the same stream is a clear error (readers name their pads after the streams).
 GST_START_TEST(test_duplicate_stream_name_refused) {
   const std::string segment = segment_name("dup");
@@ -571,6 +618,7 @@ static Suite* streams_suite() {
   tcase_add_test(tc, test_idle_stream_does_not_stall);
   tcase_add_test(tc, test_silent_primary_lets_others_publish);
   tcase_add_test(tc, test_request_pads_and_release);
+  tcase_add_test(tc, test_pads_come_and_go_while_publishing);
   tcase_add_test(tc, test_duplicate_stream_name_refused);
   tcase_add_test(tc, test_reader_message_signal);
   tcase_add_test(tc, test_force_key_unit_reaches_x264enc);
