@@ -130,6 +130,32 @@ struct TestReader {
 
 }  // namespace
 
+// A single-stream pipeline publishes what it did before multi-stream frames, plus the sequence
+// number: exactly the buffer info, the data and kTlvStreamSeq of stream 0, copied or in place.
+GST_START_TEST(test_single_stream_frame_layout) {
+  const std::string segment = segment_name("single");
+  MultiWriter writer(segment);
+  GstHarness* video = writer.add("sink", nullptr, kVideoCaps);
+  fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 2, 33 * kMs)), GST_FLOW_OK);
+  TestReader reader(segment);
+  fail_unless_equals_int(reader.streams().size(), 1);
+  fail_unless_equals_string(reader.streams()[0].name.c_str(), "stream0");
+  shmx::FrameView frame = reader.next();
+  std::vector<std::pair<uint16_t, uint16_t>> tlvs;  // (type, stream)
+  shmx::TlvReader tlv_reader(frame.payload, frame.payload_size);
+  shmx::TlvView tlv;
+  while (tlv_reader.next(tlv)) tlvs.emplace_back(tlv.type, tlv.stream);
+  fail_unless(tlv_reader.error().is_ok());
+  const std::vector<std::pair<uint16_t, uint16_t>> expected = {
+      {gst_shmx::kTlvBufferInfo, 0}, {shmx::kTlvStreamData, 0}, {gst_shmx::kTlvStreamSeq, 0}};
+  fail_unless(tlvs == expected, "frame has %zu TLVs, not buffer info, data and seq of stream 0", tlvs.size());
+  const StreamInFrame v = stream_in_frame(frame, 0);
+  fail_unless_equals_uint64(v.seq, 2);
+  fail_unless_equals_int(v.data[0], 2);
+}
+GST_END_TEST;
+
 // Two streams in one frame: for each primary buffer, the newest IMU buffer whose running time is not
 // after it; a buffer repeats (same sequence number) until a newer one comes.
 GST_START_TEST(test_two_streams_in_step) {
@@ -613,6 +639,7 @@ static Suite* streams_suite() {
   TCase* tc = tcase_create("streams");
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_single_stream_frame_layout);
   tcase_add_test(tc, test_two_streams_in_step);
   tcase_add_test(tc, test_live_streams_in_step);
   tcase_add_test(tc, test_idle_stream_does_not_stall);
