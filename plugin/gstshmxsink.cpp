@@ -836,20 +836,29 @@ struct FrameContent {
   shmx::FrameInfo frame_info;
 };
 
+// What a failed publish reports: the step that failed, the frame's data bytes and the slot payload
+// it needs.
+struct PublishFailure {
+  const char* what = "publishing";
+  uint64_t bytes = 0;
+  uint64_t needed = 0;
+};
+
 // Publishes one frame: in place when the primary buffer is a slot of the pool (the other streams are
 // appended after its data), else copied into a loaned slot, the slots grown first if needed. Returns
-// the failure and what failed (`what`, and for a frame too large `bytes`). Must be called with
+// the failure, and in `failure` what failed and the frame's size. Must be called with
 // publish_lock held, the server created.
 static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameContent& frame,
-                                                 const char*& what, uint64_t& bytes) {
+                                                 PublishFailure& failure) {
   SinkState& state = *self->state;
   const SinkSettings& settings = state.settings;
   const std::vector<StreamPick>& others = frame.picks->streams;
   // publish_lock: nobody replaces the server under us (see SinkState).
   std::optional<shmx::Server>& server = state.segment->server;
 
-  bytes = frame.primary ? gst_buffer_get_size(frame.primary) : 0;
+  uint64_t bytes = frame.primary ? gst_buffer_get_size(frame.primary) : 0;
   for (const StreamPick& pick : others) bytes += gst_buffer_get_size(pick.buffer);
+  failure.bytes = bytes;
 
   // Zero copy: upstream wrote the primary buffer into the slot; add the TLVs after the data and commit.
   shmx::Loan slot;
@@ -882,15 +891,16 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
   const size_t n_streams = (frame.primary ? 1 : 0) + others.size();
   const uint64_t needed =
       gst_shmx::slot_payload_for_buffer(bytes + (n_streams - 1) * gst_shmx::kSlotHeadroom);
+  failure.needed = needed;
   if (needed > state.slot_payload) {
     if (settings.slot_size) {
-      what = "sizing the frame";
+      failure.what = "sizing the frame";
       return shmx::Status(shmx::Errc::TooLarge, "frame data of " + std::to_string(bytes) +
                                                     " bytes does not fit a slot of " +
                                                     std::to_string(state.slot_payload) + " bytes");
     }
     if (needed > MAX_SLOT_SIZE) {
-      what = "sizing the frame";
+      failure.what = "sizing the frame";
       return shmx::Status(shmx::Errc::TooLarge,
                           "frame data of " + std::to_string(bytes) + " bytes is too large");
     }
@@ -901,11 +911,11 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
                     "frame data of %" G_GUINT64_FORMAT " bytes needs bigger slots: %" G_GUINT64_FORMAT
                     " -> %" G_GUINT64_FORMAT " bytes",
                     bytes, state.slot_payload.load(), grown);
-    what = "Server::create";
+    failure.what = "Server::create";
     if (shmx::Status status = gst_shmx_sink_create_segment(self, settings, grown); !status) return status;
   }
 
-  what = "Server::loan";
+  failure.what = "Server::loan";
   shmx::Result<shmx::Loan> loan = server->loan();
   if (!loan && loan.code() == shmx::Errc::NoFreeSlot) {
     // Every slot is latest, loaned or held by readers; the writer never waits for them.
@@ -914,7 +924,7 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
     return shmx::Status::ok();
   }
   if (!loan) return loan.status();
-  what = "filling the slot";
+  failure.what = "filling the slot";
   shmx::Status status;
   if (frame.primary)
     status = gst_shmx_sink_append_stream(loan->tlvs(), 0, frame.primary, frame.primary_info,
@@ -928,7 +938,7 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
     server->abandon(std::move(loan.value()));
     return status;
   }
-  what = "Server::commit";
+  failure.what = "Server::commit";
   shmx::Result<uint64_t> frame_id = server->commit(std::move(loan.value()), frame.frame_info);
   if (!frame_id) return frame_id.status();
   state.frames_published++;
@@ -941,19 +951,18 @@ static shmx::Status gst_shmx_sink_publish_locked(GstShmxSink* self, const FrameC
 }
 
 // Posts the error of a failed publish. Must be called without the state's locks.
-static void gst_shmx_sink_post_publish_error(GstShmxSink* self, const shmx::Status& status, const char* what,
-                                             uint64_t bytes) {
+static void gst_shmx_sink_post_publish_error(GstShmxSink* self, const shmx::Status& status,
+                                             const PublishFailure& failure) {
   const SinkSettings& settings = self->state->settings;
   if (status.code() == shmx::Errc::TooLarge && settings.slot_size) {
-    GST_ELEMENT_ERROR(
-        self, RESOURCE, NO_SPACE_LEFT,
-        ("Frame data of %" G_GUINT64_FORMAT " bytes does not fit a slot of segment '%s'.", bytes,
-         settings.segment.c_str()),
-        ("slot-size=%" G_GUINT64_FORMAT " bytes; set slot-size to at least %" G_GUINT64_FORMAT
-         " or to 0 (grow as needed). %s",
-         settings.slot_size, gst_shmx::slot_payload_for_buffer(bytes), status.to_string().c_str()));
+    GST_ELEMENT_ERROR(self, RESOURCE, NO_SPACE_LEFT,
+                      ("Frame data of %" G_GUINT64_FORMAT " bytes does not fit a slot of segment '%s'.",
+                       failure.bytes, settings.segment.c_str()),
+                      ("slot-size=%" G_GUINT64_FORMAT " bytes; set slot-size to at least %" G_GUINT64_FORMAT
+                       " or to 0 (grow as needed). %s",
+                       settings.slot_size, failure.needed, status.to_string().c_str()));
   } else {
-    gst_shmx_sink_post_error(self, settings.segment, status, what);
+    gst_shmx_sink_post_error(self, settings.segment, status, failure.what);
   }
 }
 
@@ -976,8 +985,7 @@ static GstFlowReturn gst_shmx_sink_render(GstBaseSink* sink, GstBuffer* buffer) 
   frame.primary_info = gst_shmx::buffer_info_from_buffer(buffer);
   frame.picks = &picks;
   shmx::Status status;
-  const char* what = "render";
-  uint64_t bytes = 0;
+  PublishFailure failure;
   {
     std::lock_guard<std::mutex> locker(state.publish_lock);
     uint64_t base = 0;
@@ -995,10 +1003,10 @@ static GstFlowReturn gst_shmx_sink_render(GstBaseSink* sink, GstBuffer* buffer) 
     if (!state.segment->server)  // unreachable after set_caps succeeded; kept so bad input never crashes
       status = shmx::Status(shmx::Errc::InvalidArgument, "buffer before caps");
     else
-      status = gst_shmx_sink_publish_locked(self, frame, what, bytes);
+      status = gst_shmx_sink_publish_locked(self, frame, failure);
   }
   if (!status) {
-    gst_shmx_sink_post_publish_error(self, status, what, bytes);
+    gst_shmx_sink_post_publish_error(self, status, failure);
     return GST_FLOW_ERROR;
   }
   return GST_FLOW_OK;
@@ -1012,8 +1020,7 @@ static bool gst_shmx_sink_publish_without_primary(GstShmxSink* self) {
   FrameContent frame;
   frame.picks = &picks;
   shmx::Status status;
-  const char* what = "publishing without the primary stream";
-  uint64_t bytes = 0;
+  PublishFailure failure;
   {
     std::lock_guard<std::mutex> locker(state.publish_lock);
     if (!state.segment->server || state.primary_eos) return true;
@@ -1028,10 +1035,10 @@ static bool gst_shmx_sink_publish_without_primary(GstShmxSink* self) {
       if (time != gst_shmx::kNoTime)
         frame.frame_info.timestamp_ns = std::max(frame.frame_info.timestamp_ns, time);
     }
-    status = gst_shmx_sink_publish_locked(self, frame, what, bytes);
+    status = gst_shmx_sink_publish_locked(self, frame, failure);
   }
   if (!status) {
-    gst_shmx_sink_post_publish_error(self, status, what, bytes);
+    gst_shmx_sink_post_publish_error(self, status, failure);
     return false;
   }
   return true;
