@@ -470,6 +470,43 @@ GST_START_TEST(test_pads_come_and_go_while_publishing) {
 }
 GST_END_TEST;
 
+// The slots hold the frame with every stream: a request pad's big buffer grows them (slot-size=0), or
+// is a clear error naming the size with an explicit slot-size.
+GST_START_TEST(test_other_streams_size_the_slots) {
+  const std::string segment = segment_name("grow");
+  {
+    MultiWriter writer(segment);
+    GstHarness* video = writer.add("sink", nullptr, kVideoCaps);
+    GstHarness* depth = writer.add("sink_1", "depth", "application/x-depth");
+    fail_unless_equals_int(gst_harness_push(depth, make_buffer(300000, 9, 0)), GST_FLOW_OK);
+    fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 10 * kMs)), GST_FLOW_OK);
+    GstStructure* stats = nullptr;
+    g_object_get(writer.element, "stats", &stats, nullptr);
+    guint64 recreations = 0, slot_size = 0;
+    fail_unless(gst_structure_get_uint64(stats, "segment-recreations", &recreations));
+    fail_unless(gst_structure_get_uint64(stats, "slot-size", &slot_size));
+    gst_structure_free(stats);
+    fail_unless_equals_uint64(recreations, 1);
+    fail_unless(slot_size >= 300000 + 256, "slots of %" G_GUINT64_FORMAT " bytes", slot_size);
+    TestReader reader(segment);
+    shmx::Result<shmx::FrameView> frame = reader.client.read_latest();
+    fail_unless(frame.is_ok());
+    const StreamInFrame d = stream_in_frame(frame.value(), 1);
+    fail_unless_equals_int(d.data.size(), 300000);
+    fail_unless_equals_int(d.data[299999], 9);
+    fail_unless(stream_in_frame(frame.value(), 0).present);
+  }
+  MultiWriter fixed(segment);
+  g_object_set(fixed.element, "slot-size", static_cast<guint64>(65536), nullptr);
+  GstHarness* video = fixed.add("sink", nullptr, kVideoCaps);
+  GstHarness* depth = fixed.add("sink_1", "depth", "application/x-depth");
+  fail_unless_equals_int(gst_harness_push(depth, make_buffer(300000, 9, 0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 10 * kMs)), GST_FLOW_ERROR);
+  const std::string error = wait_for_text(fixed.bus, GST_MESSAGE_ERROR, "does not fit", 2000);
+  fail_unless(error.find("300256 bytes") != std::string::npos, "error: %s", error.c_str());
+}
+GST_END_TEST;
+
 // Two pads naming the same stream is a clear error (readers name their pads after the streams).
 GST_START_TEST(test_duplicate_stream_name_refused) {
   const std::string segment = segment_name("dup");
@@ -646,6 +683,7 @@ static Suite* streams_suite() {
   tcase_add_test(tc, test_silent_primary_lets_others_publish);
   tcase_add_test(tc, test_request_pads_and_release);
   tcase_add_test(tc, test_pads_come_and_go_while_publishing);
+  tcase_add_test(tc, test_other_streams_size_the_slots);
   tcase_add_test(tc, test_duplicate_stream_name_refused);
   tcase_add_test(tc, test_reader_message_signal);
   tcase_add_test(tc, test_force_key_unit_reaches_x264enc);
