@@ -139,8 +139,9 @@ GST_START_TEST(test_single_stream_frame_layout) {
   fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 0)), GST_FLOW_OK);
   fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 2, 33 * kMs)), GST_FLOW_OK);
   TestReader reader(segment);
-  fail_unless_equals_int(reader.streams().size(), 1);
-  fail_unless_equals_string(reader.streams()[0].name.c_str(), "stream0");
+  const std::vector<shmx::StreamInfo> streams = reader.streams();
+  fail_unless_equals_int(streams.size(), 1);
+  fail_unless_equals_string(streams[0].name.c_str(), "stream0");
   shmx::FrameView frame = reader.next();
   std::vector<std::pair<uint16_t, uint16_t>> tlvs;  // (type, stream)
   shmx::TlvReader tlv_reader(frame.payload, frame.payload_size);
