@@ -458,6 +458,46 @@ GST_START_TEST(test_upstream_events) {
   fail_unless(gst_structure_get_int(gst_event_get_structure(event), "value", &value));
   fail_unless_equals_int(value, 42);
   gst_event_unref(event);
+
+  // Navigation (a click in the reader's video window) reaches the writer's pipeline with its fields.
+  fail_unless(gst_harness_push_upstream_event(
+      reader.h, gst_navigation_event_new_mouse_button_press(1, 12.5, 30.0, GST_NAVIGATION_MODIFIER_NONE)));
+  event = pull_upstream_event_within(writer.h, GST_EVENT_NAVIGATION, 3000);
+  fail_unless(event != nullptr, "navigation did not reach the writer");
+  fail_unless_equals_int(gst_navigation_event_get_type(event), GST_NAVIGATION_EVENT_MOUSE_BUTTON_PRESS);
+  gint button = 0;
+  gdouble x = 0, y = 0;
+  fail_unless(gst_navigation_event_parse_mouse_button_event(event, &button, &x, &y));
+  fail_unless_equals_int(button, 1);
+  fail_unless_equals_float(x, 12.5);
+  fail_unless_equals_float(y, 30.0);
+  gst_event_unref(event);
+}
+GST_END_TEST;
+
+// A reader whose process is killed is reaped: shmx-reader-reaped on the writer's bus with its pid.
+GST_START_TEST(test_reader_reaped) {
+  const std::string segment = segment_name("reaped");
+  Writer writer(segment, kVideoCaps);
+  fail_unless_equals_int(writer.push(64 * 48 * 4, 0, 1), GST_FLOW_OK);
+  const pid_t reader = spawn_pipeline("shmxsrc segment=" + segment + " reader-name=doomed ! fakesink", 20);
+  GstMessage* connected = wait_for_element_message(writer.bus, "shmx-reader-connected", 5000);
+  fail_unless(connected != nullptr, "the reader process did not connect");
+  gst_message_unref(connected);
+
+  kill_child(reader);  // SIGKILL: no BYE
+  GstMessage* reaped = wait_for_element_message(writer.bus, "shmx-reader-reaped", 2000);
+  fail_unless(reaped != nullptr, "no shmx-reader-reaped message");
+  const GstStructure* s = gst_message_get_structure(reaped);
+  fail_unless_equals_string(gst_structure_get_string(s, "name"), "doomed");
+  fail_unless_equals_string(gst_structure_get_string(s, "segment"), segment.c_str());
+  guint pid = 0;
+  fail_unless(gst_structure_get_uint(s, "pid", &pid));
+  fail_unless_equals_int(pid, reader);
+  gst_message_unref(reaped);
+  guint readers = 1;
+  g_object_get(writer.element, "readers", &readers, nullptr);
+  fail_unless_equals_int(readers, 0);
 }
 GST_END_TEST;
 
@@ -535,6 +575,7 @@ static Suite* elements_suite() {
   tcase_add_test(tc, test_foreign_segment);
   tcase_add_test(tc, test_reader_visibility);
   tcase_add_test(tc, test_upstream_events);
+  tcase_add_test(tc, test_reader_reaped);
   tcase_add_test(tc, test_unlock_while_waiting);
   tcase_add_test(tc, test_state_changes_leak_nothing);
   return s;
