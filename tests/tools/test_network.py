@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The network-bridge recipes of examples/recipes.md (section 5), run over loopback.
+"""The network-bridge recipes of examples/recipes.md (the section "Beyond one machine"), run over loopback.
 
 The four commands (SRT sender and receiver, RTP sender and receiver) are read from the recipe file
 itself, so the documentation and the test cannot drift apart. Host names become 127.0.0.1; the ports
@@ -21,9 +21,9 @@ RECIPES = sys.argv[1]
 
 
 def recipe_commands():
-    """The gst-launch commands of section 5, in order, continuation lines joined, comments dropped."""
+    """The gst-launch commands of the network section, in order, continuation lines joined, comments dropped."""
     text = open(RECIPES, encoding="utf-8").read()
-    section = re.search(r"^## 5\..*?(?=^## |\Z)", text, re.S | re.M)
+    section = re.search(r"^## [0-9.]* *Beyond one machine.*?(?=^## |\Z)", text, re.S | re.M)
     if not section:
         return []
     commands = []
@@ -86,7 +86,7 @@ def bridge(label, sender_cmd, receiver_cmd, receiver_first):
 def test_srt_and_rtp():
     commands = recipe_commands()
     if not t.check(len(commands) == 4 and all(c.startswith("gst-launch-1.0") for c in commands),
-                   "recipes.md section 5 has the four bridge commands", "\n".join(commands)):
+                   "recipes.md's network section has the four bridge commands", "\n".join(commands)):
         return
     srt_sender, srt_receiver, rtp_sender, rtp_receiver = commands
     t.check("srtsink" in srt_sender and "srtsrc" in srt_receiver and "udpsink" in rtp_sender and
