@@ -1368,7 +1368,7 @@ static GstStructure* gst_shmx_sink_stats(GstShmxSink* self) {
       server_stats = server->stats();
     }
   }
-  return gst_structure_new(
+  GstStructure* stats = gst_structure_new(
       "shmx-sink-stats", "frames-published", G_TYPE_UINT64, state.frames_published.load(), "frames-zero-copy",
       G_TYPE_UINT64, state.frames_zero_copy.load(), "frames-copied", G_TYPE_UINT64,
       state.frames_copied.load(), "frames-dropped", G_TYPE_UINT64, state.frames_dropped.load(),
@@ -1377,6 +1377,18 @@ static GstStructure* gst_shmx_sink_stats(GstShmxSink* self) {
       "session-id", G_TYPE_UINT64, session, "slot-count", G_TYPE_UINT, slot_count, "slot-size", G_TYPE_UINT64,
       slot_payload, "readers", G_TYPE_UINT, readers, "slots-held", G_TYPE_UINT,
       server_stats.slots_held_by_readers, "slots-loaned", G_TYPE_UINT, server_stats.slots_loaned, nullptr);
+  // This property replaces GstBaseSink's 'stats': keep its fields too.
+  if (GstStructure* base = gst_base_sink_get_stats(GST_BASE_SINK(self))) {
+    gst_structure_foreach(
+        base,
+        [](GQuark field, const GValue* value, gpointer user_data) -> gboolean {
+          gst_structure_id_set_value(static_cast<GstStructure*>(user_data), field, value);
+          return TRUE;
+        },
+        stats);
+    gst_structure_free(base);
+  }
+  return stats;
 }
 
 static void gst_shmx_sink_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -1524,7 +1536,7 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
       gobject_class, PROP_SLOT_COUNT,
       g_param_spec_uint(
           "slot-count", "Slot count",
-          "Number of frame slots in the segment (frames, 3-64); more slots let readers hold more frames "
+          "Number of frame slots in the segment (frames, 3-64; 1 and 2 are raised to 3); more slots let readers hold more frames "
           "without copying. 0 = automatic: 3 for the buffer pool offered upstream + 1 for the latest "
           "frame + 2 held buffers for each of up to 4 readers (max-readers), 12 with the defaults",
           0, shmx::kMaxSlots, DEFAULT_SLOT_COUNT, rw_ready));
@@ -1551,7 +1563,9 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
       gobject_class, PROP_PERMISSIONS,
       g_param_spec_uint("permissions", "Permissions",
                         "Permission bits of the segment as for chmod, in octal on the command line "
-                        "(permissions=0660); the default 0600 (384 in decimal) is owner-only",
+                        "(permissions=0660); must include owner read-write (0600). Readers map the segment "
+                        "read-write (their reader table), so other users need read and write: 0660 for the "
+                        "group, 0666 for everyone. The default 0600 (384 in decimal) is owner-only",
                         0, 0777, DEFAULT_PERMISSIONS, rw_ready));
   g_object_class_install_property(
       gobject_class, PROP_STREAM_TIMEOUT,
@@ -1583,7 +1597,8 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
           "upstream through the slot pool), frames-copied, frames-dropped (no free slot: every slot "
           "latest, loaned or held by readers), pool-fallbacks (pool buffers backed by ordinary memory "
           "for lack of a slot), bytes-published, segment-recreations, session-id, slot-count, "
-          "slot-size (bytes), readers, slots-held (by readers), slots-loaned",
+          "slot-size (bytes), readers, slots-held (by readers), slots-loaned; and GstBaseSink's "
+          "average-rate, dropped, rendered",
           GST_TYPE_STRUCTURE, read_only));
 
   gst_element_class_set_static_metadata(

@@ -3,6 +3,7 @@
 #include "platform.h"
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 namespace shmx {
@@ -49,8 +50,12 @@ Map& Map::operator=(Map&& o) noexcept {
 Result<Map> Map::create(const std::string& name, uint64_t size, uint32_t permissions) {
   if (Status s = validate_segment_name(name); !s) return s;
   if (permissions > 0777 || (permissions & 0600) != 0600)
-    return Status(Errc::InvalidArgument, "permissions " + std::to_string(permissions) +
+  {
+    char octal[16];
+    std::snprintf(octal, sizeof octal, "%04o", permissions);
+    return Status(Errc::InvalidArgument, std::string("permissions ") + octal +
                                              " must be at most 0777 and include owner read-write (0600)");
+  }
   for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
     bool exists = false;
     auto created = platform::create_exclusive(name, permissions, exists);

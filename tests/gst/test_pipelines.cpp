@@ -275,6 +275,16 @@ GST_START_TEST(test_slow_reader_does_not_slow_writer) {
   sleep_ms(1000);
   const guint64 rate = published() - before;
   fail_unless(rate >= 170, "the writer published %" G_GUINT64_FORMAT " frames/s instead of ~200", rate);
+  {
+    // The sink's 'stats' replaces GstBaseSink's and keeps its fields.
+    GstStructure* stats = nullptr;
+    g_object_get(sink, "stats", &stats, nullptr);
+    guint64 rendered = 0;
+    fail_unless(gst_structure_get_uint64(stats, "rendered", &rendered) && rendered >= before,
+                "stats: %" GST_PTR_FORMAT, stats);
+    fail_unless(gst_structure_has_field(stats, "average-rate") && gst_structure_has_field(stats, "dropped"));
+    gst_structure_free(stats);
+  }
 
   GValue stats = G_VALUE_INIT;
   g_value_init(&stats, GST_TYPE_ARRAY);
