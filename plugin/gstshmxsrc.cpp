@@ -49,12 +49,14 @@
  * chooses the streams and their order by name (default: all, stream 0 on `src`, so that single-stream
  * pipelines are unchanged). The pads are added (#GstElement::pad-added, then
  * #GstElement::no-more-pads) as soon as the writer's streams are known, before their first buffer, and
- * removed (after EOS on them) when a new writer no longer has their stream; they carry the stream-start
+ * removed (after EOS on them) when a new writer no longer has their stream, and when the element stops
+ * (they come again at the next start, like a demuxer's); they carry the stream-start
  * group of `src`, their own caps, the segment of `src` and, when the writer sends EOS or the source
  * stops streaming, EOS. A buffer that a frame repeats (the stream had nothing newer when the frame was
  * published; `repeats-skipped` in #GstShmxSrc:stats) is output once, and a stream absent from a frame
  * has no buffer yet: a quiet stream never holds the others back. Buffers of one frame are pushed on
- * the sometimes pads first, then on `src`; zero copy, they share the hold of their slot (the slot is
+ * the sometimes pads first, then on `src`, all from the one streaming thread: give every branch a
+ * `queue`, as after a demuxer. Zero copy, they share the hold of their slot (the slot is
  * released when the last of them is dropped). A sometimes pad that is not linked drops its buffers
  * (`not-linked` in #GstShmxSrc:stats); so does `src` while a sometimes pad is linked; with no pad
  * linked at all the source stops with a not-linked error, like a single-pad source. A stream type that
@@ -165,7 +167,7 @@ struct SrcStream {
   uint64_t last_seq = 0;        // kTlvStreamSeq of the buffer last output in this session; 0 = none
   bool discont = true;          // mark the next buffer DISCONT (new session, lost buffers)
   bool frames_skipped = false;  // frames were skipped since the last buffer (matters without a seq)
-  bool started = false;         // sometimes pads: stream-start, caps and segment sent since start()
+  bool started = false;         // sometimes pads: stream-start, caps and segment sent
 };
 
 // A stream with a new buffer in the frame being output.
@@ -213,7 +215,7 @@ struct SrcState {
   SrcStream primary;  // the first selected stream, on the always pad 'src'
 
   // The other selected streams, each on its sometimes pad. The vector, and the pad and started fields
-  // of its streams, are changed by the streaming thread (and start()) under pads_lock, which the EOS and
+  // of its streams, are changed by the streaming thread (and the stop) under pads_lock, which the EOS and
   // segment probe on 'src' takes to read them; the other fields are the streaming thread's alone.
   // pads_lock is never held while pushing.
   std::mutex pads_lock;
@@ -560,11 +562,11 @@ static void gst_shmx_src_start_stream(GstShmxSrc* self, SrcStream& stream) {
   stream.started = true;
 }
 
-// A stream the writer no longer has (or the reader no longer selects): EOS on its pad, which goes.
-static void gst_shmx_src_remove_stream(GstShmxSrc* self, SrcStream& stream) {
-  GST_INFO_OBJECT(self, "stream '%s' is gone: removing pad %s", stream.name.c_str(),
-                  GST_PAD_NAME(stream.pad));
-  if (stream.started) gst_pad_push_event(stream.pad, gst_event_new_eos());
+// Removes the pad of a stream: one the writer no longer has (after EOS on it, `eos`), or every one when
+// the element stops.
+static void gst_shmx_src_remove_stream(GstShmxSrc* self, SrcStream& stream, bool eos) {
+  GST_INFO_OBJECT(self, "removing pad %s of stream '%s'", GST_PAD_NAME(stream.pad), stream.name.c_str());
+  if (eos && stream.started) gst_pad_push_event(stream.pad, gst_event_new_eos());
   gst_pad_set_active(stream.pad, FALSE);
   gst_element_remove_pad(GST_ELEMENT(self), stream.pad);
   gst_object_unref(stream.pad);
@@ -637,7 +639,7 @@ static GstFlowReturn gst_shmx_src_update_streams(GstShmxSrc* self, const SrcSett
     if (kept)
       next.push_back(stream);
     else
-      gst_shmx_src_remove_stream(self, stream);
+      gst_shmx_src_remove_stream(self, stream, true);
   }
   bool added = false;
   for (auto index = selected.begin() + 1; index != selected.end(); ++index) {
@@ -1079,8 +1081,6 @@ static gboolean gst_shmx_src_start(GstBaseSrc* base_src) {
   {
     std::lock_guard<std::mutex> locker(state.pads_lock);
     state.src_segment_seen = false;
-    // Deactivating the pads at the last stop dropped their sticky events: they start again.
-    for (SrcStream& stream : state.secondaries) stream.started = false;
   }
   state.pads_announced = false;
   state.frames_received = 0;
@@ -1115,9 +1115,23 @@ static gboolean gst_shmx_src_stop(GstBaseSrc* base_src) {
   GST_OBJECT_LOCK(self);
   gst_caps_replace(&state.primary.caps, nullptr);
   GST_OBJECT_UNLOCK(self);
-  // The sometimes pads stay (links made by the application survive a restart) with their caps; they get
-  // stream-start, caps and segment again at the next start.
   return TRUE;
+}
+
+// The sometimes pads go when the element stops, as a demuxer's do: GstBaseSrc starts streaming with 'src'
+// its only source pad, and the next start adds them again once the writer's streams are known.
+static GstStateChangeReturn gst_shmx_src_change_state(GstElement* element, GstStateChange transition) {
+  GstShmxSrc* self = GST_SHMX_SRC(element);
+  const GstStateChangeReturn result = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
+    std::vector<SrcStream> streams;
+    {
+      std::lock_guard<std::mutex> locker(self->state->pads_lock);
+      streams.swap(self->state->secondaries);
+    }
+    for (SrcStream& stream : streams) gst_shmx_src_remove_stream(self, stream, false);
+  }
+  return result;
 }
 
 static gboolean gst_shmx_src_unlock(GstBaseSrc* base_src) {
@@ -1394,6 +1408,7 @@ static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_add_static_pad_template(element_class, &stream_src_template);
 
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_shmx_src_change_state);
   basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmx_src_start);
   basesrc_class->stop = GST_DEBUG_FUNCPTR(gst_shmx_src_stop);
   basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmx_src_unlock);

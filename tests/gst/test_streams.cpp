@@ -145,38 +145,42 @@ bool has_pad(GstElement* element, const char* name) {
 }  // namespace
 
 // Two streams of one frame come out together: `src` and `src_imu`, each with its caps, the same
-// timestamps and the same publish time (same frame); their buffers share the slot (zero copy).
+// timestamps and the same publish time (same frame). Zero copy, their buffers share the slot (whose hold
+// is released when both are dropped: else later frames would be copies); with copy=true each is copied.
 GST_START_TEST(test_two_streams_in_step) {
-  const std::string segment = segment_name("instep");
-  LibWriter writer(segment, {{"video", kVideoCaps}, {"imu", kImuCaps}});
-  Pipeline reader(reader_launch(segment, "timestamp-mode=original", {"imu"}));
-  GstElement* src = reader.get("r");
-  reader.play();
-  for (uint8_t i = 1; i <= 5; ++i) {
-    const GstClockTime pts = i * GST_SECOND;
-    writer.publish({{0, i, 16, i, pts}, {1, static_cast<uint8_t>(100 + i), 24, i, pts}});
-    GstSample* video = reader.pull("main", 3000);
-    GstSample* imu = reader.pull("imu", 3000);
-    check_sample(video, i, 16);
-    check_sample(imu, 100 + i, 24);
-    fail_unless(caps_equal(video, kVideoCaps), "src caps %" GST_PTR_FORMAT, gst_sample_get_caps(video));
-    fail_unless(caps_equal(imu, kImuCaps), "src_imu caps %" GST_PTR_FORMAT, gst_sample_get_caps(imu));
-    GstBuffer* v = gst_sample_get_buffer(video);
-    GstBuffer* m = gst_sample_get_buffer(imu);
-    fail_unless_equals_uint64(GST_BUFFER_PTS(v), pts);
-    fail_unless_equals_uint64(GST_BUFFER_PTS(m), pts);
-    fail_unless_equals_uint64(publish_time(v), publish_time(m));
-    // Both wrap the one slot read-only: writing needs a copy.
-    fail_unless(gst_memory_is_writable(gst_buffer_peek_memory(v, 0)) == FALSE);
-    fail_unless(gst_memory_is_writable(gst_buffer_peek_memory(m, 0)) == FALSE);
-    fail_unless_equals_int(GST_BUFFER_FLAG_IS_SET(m, GST_BUFFER_FLAG_DISCONT), i == 1);
-    gst_sample_unref(video);
-    gst_sample_unref(imu);
+  for (const bool copy : {false, true}) {
+    const std::string segment = segment_name("instep");
+    LibWriter writer(segment, {{"video", kVideoCaps}, {"imu", kImuCaps}});
+    Pipeline reader(reader_launch(
+        segment, std::string("timestamp-mode=original copy=") + (copy ? "true" : "false"), {"imu"}));
+    GstElement* src = reader.get("r");
+    reader.play();
+    for (uint8_t i = 1; i <= 5; ++i) {
+      const GstClockTime pts = i * GST_SECOND;
+      writer.publish({{0, i, 16, i, pts}, {1, static_cast<uint8_t>(100 + i), 24, i, pts}});
+      GstSample* video = reader.pull("main", 3000);
+      GstSample* imu = reader.pull("imu", 3000);
+      check_sample(video, i, 16);
+      check_sample(imu, 100 + i, 24);
+      fail_unless(caps_equal(video, kVideoCaps), "src caps %" GST_PTR_FORMAT, gst_sample_get_caps(video));
+      fail_unless(caps_equal(imu, kImuCaps), "src_imu caps %" GST_PTR_FORMAT, gst_sample_get_caps(imu));
+      GstBuffer* v = gst_sample_get_buffer(video);
+      GstBuffer* m = gst_sample_get_buffer(imu);
+      fail_unless_equals_uint64(GST_BUFFER_PTS(v), pts);
+      fail_unless_equals_uint64(GST_BUFFER_PTS(m), pts);
+      fail_unless_equals_uint64(publish_time(v), publish_time(m));
+      // Wrapping the slot, the memory is read-only; a copy is not.
+      fail_unless_equals_int(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(v, 0)), !copy);
+      fail_unless_equals_int(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(m, 0)), !copy);
+      fail_unless_equals_int(GST_BUFFER_FLAG_IS_SET(m, GST_BUFFER_FLAG_DISCONT), i == 1);
+      gst_sample_unref(video);
+      gst_sample_unref(imu);
+    }
+    fail_unless(has_pad(src, "src_imu"));
+    fail_unless_equals_uint64(stat(src, "frames-zero-copy"), copy ? 0 : 10);
+    fail_unless_equals_uint64(stat(src, "frames-copied"), copy ? 10 : 0);
+    fail_if(reader.has_error());
   }
-  fail_unless(has_pad(src, "src_imu"));
-  fail_unless_equals_uint64(stat(src, "frames-zero-copy"), 10);
-  fail_unless_equals_uint64(stat(src, "frames-copied"), 0);
-  fail_if(reader.has_error());
 }
 GST_END_TEST;
 
@@ -352,6 +356,43 @@ GST_START_TEST(test_writer_restart_changes_streams) {
 }
 GST_END_TEST;
 
+// A reader stopped and started again: its sometimes pads go at the stop (GstBaseSrc starts streaming with
+// `src` its only source pad) and come again at the start, with stream-start, caps and segment, and the
+// latest frame.
+static void link_imu_pad(GstElement* /*src*/, GstPad* pad, gpointer queue) {
+  if (std::strcmp(GST_PAD_NAME(pad), "src_imu") != 0) return;
+  GstPad* sink = gst_element_get_static_pad(GST_ELEMENT(queue), "sink");
+  fail_unless_equals_int(gst_pad_link(pad, sink), GST_PAD_LINK_OK);
+  gst_object_unref(sink);
+}
+
+GST_START_TEST(test_reader_restart_adds_pads_again) {
+  const std::string segment = segment_name("rerun");
+  LibWriter writer(segment, {{"video", kVideoCaps}, {"imu", kImuCaps}});
+  Pipeline reader(
+      "shmxsrc name=r timestamp-mode=original segment=" + segment +
+      "  r.src ! queue ! appsink sync=false name=main  queue name=q ! appsink sync=false name=imu");
+  GstElement* src = reader.get("r");
+  g_signal_connect(src, "pad-added", G_CALLBACK(link_imu_pad), reader.get("q"));
+  for (uint8_t round = 1; round <= 3; ++round) {
+    const GstClockTime pts = round * GST_SECOND;
+    writer.publish({{0, round, 16, round, pts}, {1, static_cast<uint8_t>(100 + round), 24, round, pts}});
+    reader.play();
+    GstSample* video = reader.pull("main", 3000);
+    GstSample* imu = reader.pull("imu", 3000);
+    check_sample(video, round, 16);
+    check_sample(imu, 100 + round, 24);
+    fail_unless(caps_equal(imu, kImuCaps));
+    fail_unless(GST_BUFFER_FLAG_IS_SET(gst_sample_get_buffer(imu), GST_BUFFER_FLAG_DISCONT));
+    gst_sample_unref(video);
+    gst_sample_unref(imu);
+    fail_if(reader.has_error());
+    fail_unless_equals_int(gst_element_set_state(reader.pipeline, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+    fail_if(has_pad(src, "src_imu"), "a stopped source kept its sometimes pad");
+  }
+}
+GST_END_TEST;
+
 // `src` not linked while a sometimes pad is: the linked stream flows, `src`'s buffers are dropped.
 GST_START_TEST(test_unlinked_src_does_not_stop_others) {
   const std::string segment = segment_name("unlinked");
@@ -507,6 +548,7 @@ static Suite* streams_suite() {
   tcase_add_test(tc, test_streams_property);
   tcase_add_test(tc, test_library_segment);
   tcase_add_test(tc, test_writer_restart_changes_streams);
+  tcase_add_test(tc, test_reader_restart_adds_pads_again);
   tcase_add_test(tc, test_unlinked_src_does_not_stop_others);
   tcase_add_test(tc, test_two_streams_from_another_process);
   return s;
