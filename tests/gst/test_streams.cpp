@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "gstshmx-bufferinfo.h"
+#include "gstshmx-events.h"
 #include "shmx-test-util.h"
 #include "shmx_server.h"
 
@@ -393,6 +394,42 @@ GST_START_TEST(test_reader_restart_adds_pads_again) {
 }
 GST_END_TEST;
 
+// An upstream event sent into a sometimes pad (here a custom one from the IMU branch) reaches the writer,
+// as one sent into `src` does.
+GST_START_TEST(test_upstream_event_from_stream_pad) {
+  const std::string segment = segment_name("upevent");
+  LibWriter writer(segment, {{"video", kVideoCaps}, {"imu", kImuCaps}});
+  Pipeline reader(reader_launch(segment, "", {"imu"}));
+  reader.play();
+  writer.publish({{0, 1, 16, 1, GST_SECOND}, {1, 101, 24, 1, GST_SECOND}});
+  GstSample* imu = reader.pull("imu", 3000);
+  fail_unless(imu != nullptr);
+  gst_sample_unref(imu);
+
+  fail_unless(gst_element_send_event(
+      reader.get("imu"),
+      gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                           gst_structure_new("imu-request", "rate", G_TYPE_INT, 400, nullptr))));
+  gint rate = 0;
+  fail_unless(
+      wait_until(3000,
+                 [&] {
+                   writer.server.poll_control([&](const shmx::ControlMessage& message) {
+                     if (message.type != gst_shmx::kTlvUpstreamEvent) return;
+                     GstEvent* event =
+                         gst_shmx::deserialize_upstream_event(message.value.data(), message.value.size());
+                     if (event && gst_structure_has_name(gst_event_get_structure(event), "imu-request"))
+                       gst_structure_get_int(gst_event_get_structure(event), "rate", &rate);
+                     if (event) gst_event_unref(event);
+                   });
+                   return rate != 0;
+                 }),
+      "the event did not reach the writer");
+  fail_unless_equals_int(rate, 400);
+  fail_if(reader.has_error());
+}
+GST_END_TEST;
+
 // `src` not linked while a sometimes pad is: the linked stream flows, `src`'s buffers are dropped.
 GST_START_TEST(test_unlinked_src_does_not_stop_others) {
   const std::string segment = segment_name("unlinked");
@@ -549,6 +586,7 @@ static Suite* streams_suite() {
   tcase_add_test(tc, test_library_segment);
   tcase_add_test(tc, test_writer_restart_changes_streams);
   tcase_add_test(tc, test_reader_restart_adds_pads_again);
+  tcase_add_test(tc, test_upstream_event_from_stream_pad);
   tcase_add_test(tc, test_unlinked_src_does_not_stop_others);
   tcase_add_test(tc, test_two_streams_from_another_process);
   return s;
