@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// test_streams.cpp: gst-check tests of shmxsrc with several streams per segment: one pad per stream, buffers
+// test_src_streams.cpp: gst-check tests of shmxsrc with several streams per segment: one pad per stream, buffers
 // in step, repeats not output twice, stream selection, library (non-caps) streams, writer restarts that
 // change the streams, and a writer in another process.
 #include <map>
@@ -576,8 +576,8 @@ GST_START_TEST(test_two_streams_from_another_process) {
 GST_END_TEST;
 
 static Suite* streams_suite() {
-  Suite* s = suite_create("shmx-streams");
-  TCase* tc = tcase_create("streams");
+  Suite* s = suite_create("shmx-src-streams");
+  TCase* tc = tcase_create("src-streams");
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_two_streams_in_step);
@@ -593,5 +593,5 @@ static Suite* streams_suite() {
 }
 
 int main(int argc, char** argv) {
-  return shmx_test::test_main(argc, argv, streams_suite, "shmx-streams", streams_writer_role);
+  return shmx_test::test_main(argc, argv, streams_suite, "shmx-src-streams", streams_writer_role);
 }
