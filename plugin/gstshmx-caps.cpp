@@ -5,6 +5,8 @@
 #include <gst/audio/audio.h>
 #include <gst/video/video.h>
 
+#include <cstring>
+
 namespace gst_shmx {
 
 namespace {
@@ -97,7 +99,9 @@ GstCaps* caps_from_stream_info(const shmx::StreamInfo& info) {
   if (info.type.empty()) return nullptr;
   GstCaps* caps = gst_caps_from_string(info.type.c_str());
   if (!caps) return nullptr;
-  if (gst_caps_is_empty(caps) || !gst_caps_is_fixed(caps)) {
+  // A media type is "type/subtype": a bare word such as "u64" parses as caps but names no media type.
+  if (gst_caps_is_empty(caps) || !gst_caps_is_fixed(caps) ||
+      !std::strchr(gst_structure_get_name(gst_caps_get_structure(caps, 0)), '/')) {
     gst_caps_unref(caps);
     return nullptr;
   }

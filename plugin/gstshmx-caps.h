@@ -23,7 +23,8 @@ inline constexpr uint64_t kDefaultSlotPayload = 1u << 20;
 bool stream_info_from_caps(const GstCaps* caps, const std::string& stream_name, shmx::StreamInfo& out);
 
 // Parses the caps of a stream from its StreamInfo::type. Returns nullptr when the text is not
-// caps, is empty or is not fixed (the caller reports the segment as unusable).
+// caps, is empty, is not fixed or names no media type ("type/subtype"): a type written by a library
+// writer such as "u64" is not caps.
 GstCaps* caps_from_stream_info(const shmx::StreamInfo& info);
 
 // Slot payload bytes needed for frames of these caps: the frame size plus kSlotHeadroom for raw

@@ -63,7 +63,7 @@ void MonotonicClock::reset() {
 }
 
 void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t publish, uint64_t arrival,
-                          uint64_t base, uint64_t session, GstClockTime& pts, GstClockTime& dts) {
+                          uint64_t base, uint64_t session, uint16_t stream, GstClockTime& pts, GstClockTime& dts) {
   // The writer's capture-to-publish delay, plus the reader's wake-up: what the reader must report.
   const uint64_t delay = (publish > pts_capture ? publish - pts_capture : 0) + kWakeUpMargin;
   const GstClockTime latency = latency_.load(std::memory_order_relaxed);
@@ -71,7 +71,8 @@ void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t p
     latency_.store(delay, std::memory_order_relaxed);
     latency_changed_ = true;
   }
-  if (base != base_) last_pts_ = GST_CLOCK_TIME_NONE;  // a new running time: timestamps start again
+  if (base != base_) last_pts_.clear();  // a new running time: timestamps start again
+  if (last_pts_.size() <= stream) last_pts_.resize(stream + 1u, GST_CLOCK_TIME_NONE);
   const int64_t true_rt = static_cast<int64_t>(pts_capture - base);
   if (!anchored_ || base != base_ || session != session_) {
     // The first frame of a session: at its true running time if that is >= 0 and on time (it
@@ -86,8 +87,9 @@ void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t p
   const int64_t rt = std::max<int64_t>(true_rt + shift_, 0);
   pts = static_cast<GstClockTime>(rt);
   // Never twice the same timestamp, never backwards (a writer restart re-anchors the timeline).
-  if (GST_CLOCK_TIME_IS_VALID(last_pts_) && pts <= last_pts_) pts = last_pts_ + 1;
-  last_pts_ = pts;
+  GstClockTime& last = last_pts_[stream];
+  if (GST_CLOCK_TIME_IS_VALID(last) && pts <= last) pts = last + 1;
+  last = pts;
   if (dts_capture == UINT64_MAX) {
     dts = GST_CLOCK_TIME_NONE;
   } else {
@@ -106,7 +108,7 @@ void CaptureTimeline::reset() {
   anchored_ = false;
   base_ = session_ = 0;
   shift_ = 0;
-  last_pts_ = GST_CLOCK_TIME_NONE;
+  last_pts_.clear();
   latency_.store(GST_CLOCK_TIME_NONE, std::memory_order_relaxed);
   latency_changed_ = false;
 }

@@ -3,12 +3,13 @@
 // GstShmxFramePool (buffers recycled with their memory, releasing the hold when they come back).
 #include "gstshmxframepool.h"
 
-#include "gstshmx-memory.h"
-
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
+
+#include "gstshmx-memory.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_shmx_frame_pool_debug);
 #define GST_CAT_DEFAULT gst_shmx_frame_pool_debug
@@ -19,6 +20,23 @@ static constexpr size_t kStorageAlignment = 64;
 // pipe is never written or read.
 static constexpr guint kPoolMinBuffers = 2;
 
+// A hold and the memories wrapping it. Allocated only for frames read into more than one buffer.
+struct GstShmxSharedHold {
+  std::atomic<uint32_t> refs;
+  shmx::HoldToken hold;
+};
+
+GstShmxSharedHold* gst_shmx_shared_hold_new(const shmx::HoldToken& hold) {
+  return new GstShmxSharedHold{{1}, hold};
+}
+
+void gst_shmx_shared_hold_unref(GstShmxSharedHold* shared) {
+  // acq_rel: the last owner must see every other owner's use of the slot before releasing it.
+  if (shared->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  shmx::Client::release(shared->hold);
+  delete shared;
+}
+
 namespace {
 
 // One memory. Its fields change only while one owner holds it exclusively (the source filling its
@@ -26,7 +44,8 @@ namespace {
 struct FrameMemory {
   GstMemory mem;
   const uint8_t* data;   // what map() returns: inside a held slot, the storage, or nullptr
-  shmx::HoldToken hold;  // valid while the memory wraps a held slot
+  shmx::HoldToken hold;  // valid while the memory wraps a slot it holds alone
+  GstShmxSharedHold* shared;  // set while the memory wraps a slot whose hold it shares
   uint8_t* storage;      // the private copy's bytes, kept for later frames (root memories only)
   size_t storage_capacity;
 };
@@ -36,6 +55,7 @@ FrameMemory* frame_memory(GstMemory* memory) { return reinterpret_cast<FrameMemo
 
 void release_hold(FrameMemory* m) {
   if (m->hold.valid()) shmx::Client::release(std::exchange(m->hold, shmx::HoldToken{}));
+  if (m->shared) gst_shmx_shared_hold_unref(std::exchange(m->shared, nullptr));
 }
 
 // Re-points a root memory at new bytes. The caller owns it exclusively.
@@ -132,7 +152,7 @@ static void gst_shmx_frame_allocator_init(GstShmxFrameAllocator* self) {
 bool gst_shmx_frame_memory_is_held(GstMemory* memory) {
   if (!memory || !GST_IS_SHMX_FRAME_ALLOCATOR(memory->allocator)) return false;
   GstMemory* root = memory->parent ? memory->parent : memory;
-  return frame_memory(root)->hold.valid();
+  return frame_memory(root)->hold.valid() || frame_memory(root)->shared != nullptr;
 }
 
 // ---------------------------------------------------------------------------
@@ -202,6 +222,15 @@ void gst_shmx_frame_buffer_wrap(GstBuffer* buffer, const uint8_t* data, size_t s
   FrameMemory* m = gst_shmx_frame_buffer_memory(buffer);
   release_hold(m);
   m->hold = hold;
+  set_view(m, data, size, true);
+}
+
+void gst_shmx_frame_buffer_wrap_shared(GstBuffer* buffer, const uint8_t* data, size_t size,
+                                       GstShmxSharedHold* shared) {
+  FrameMemory* m = gst_shmx_frame_buffer_memory(buffer);
+  release_hold(m);
+  shared->refs.fetch_add(1, std::memory_order_relaxed);  // relaxed: the caller holds a reference
+  m->shared = shared;
   set_view(m, data, size, true);
 }
 

@@ -36,5 +36,15 @@ void gst_shmx_frame_buffer_wrap(GstBuffer* buffer, const uint8_t* data, size_t s
 // memory keeps for its next frames. False if the storage could not be allocated.
 bool gst_shmx_frame_buffer_copy(GstBuffer* buffer, const uint8_t* data, size_t size);
 
+// One slot hold shared by the buffers of several streams read from the same frame: the slot is
+// released when the last memory wrapping it goes. Made with one reference, the caller's.
+struct GstShmxSharedHold;
+GstShmxSharedHold* gst_shmx_shared_hold_new(const shmx::HoldToken& hold);
+void gst_shmx_shared_hold_unref(GstShmxSharedHold* shared);
+
+// gst_shmx_frame_buffer_wrap() for a hold shared with other buffers: the memory takes a reference.
+void gst_shmx_frame_buffer_wrap_shared(GstBuffer* buffer, const uint8_t* data, size_t size,
+                                       GstShmxSharedHold* shared);
+
 // True when `memory` is a frame memory wrapping a held slot (for tests and logs).
 bool gst_shmx_frame_memory_is_held(GstMemory* memory);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // shmx-test-util.h: helpers shared by the gst-check tests: unique segment names, bounded waits on buses and
-// harnesses, child pipelines in separate processes (the test binary re-executed with --role) and /dev/shm
+// harnesses, pipelines with appsinks, child processes (the test binary re-executed with --role) and /dev/shm
 // checks.
 #pragma once
 
 #include <fcntl.h>
+#include <gst/app/gstappsink.h>
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <signal.h>
@@ -165,24 +166,80 @@ inline GstElement* make_element(const char* factory, GstBus* bus) {
   return element;
 }
 
+// A pipeline in this process, with its bus.
+struct Pipeline {
+  GstElement* pipeline = nullptr;
+  GstBus* bus = nullptr;
+
+  explicit Pipeline(const std::string& launch) {
+    GError* error = nullptr;
+    pipeline = gst_parse_launch(launch.c_str(), &error);
+    fail_unless(pipeline != nullptr, "cannot parse '%s': %s", launch.c_str(), error ? error->message : "?");
+    bus = gst_element_get_bus(pipeline);
+  }
+  ~Pipeline() {
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+  }
+  GstElement* get(const char* name) {
+    GstElement* element = gst_bin_get_by_name(GST_BIN(pipeline), name);
+    gst_object_unref(element);  // the pipeline keeps it alive
+    return element;
+  }
+  void play() { fail_if(gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE); }
+  // Pulls a sample from appsink `name` within `ms`.
+  GstSample* pull(const char* name, int ms) {
+    return gst_app_sink_try_pull_sample(GST_APP_SINK(get(name)), static_cast<GstClockTime>(ms) * GST_MSECOND);
+  }
+  // Waits for EOS on the bus while consuming appsink `name` (appsink holds EOS back until drained).
+  bool wait_eos(const char* name, int ms) {
+    const auto deadline = deadline_in(ms);
+    while (Clock::now() < deadline) {
+      if (GstMessage* eos = pop_message(bus, GST_MESSAGE_EOS, 0)) {
+        gst_message_unref(eos);
+        return true;
+      }
+      if (GstSample* sample = pull(name, 20)) gst_sample_unref(sample);
+    }
+    return false;
+  }
+  bool has_error() {
+    GstMessage* message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    if (!message) return false;
+    g_printerr("unexpected error: %s\n", message_text(message).c_str());
+    gst_message_unref(message);
+    return true;
+  }
+};
+
 // ---------------------------------------------------------------------------
 // Child processes: `<test binary> --role pipeline <seconds> <launch line>` runs a pipeline until EOS
 // (exit 0), error (exit 1) or the time limit (exit 2). The child dies with its parent.
 // ---------------------------------------------------------------------------
 
-inline pid_t spawn_pipeline(const std::string& launch, int max_seconds) {
+// Runs `<test binary> --role <args...>` in a child process that dies with its parent.
+inline pid_t spawn_role(const std::vector<std::string>& args) {
+  // Built before fork(): the child of a threaded process only calls async-signal-safe functions.
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>("shmx-test-child"));
+  argv.push_back(const_cast<char*>("--role"));
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   fail_unless(pid >= 0, "fork failed");
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    const std::string seconds = std::to_string(max_seconds);
-    execl("/proc/self/exe", "shmx-test-child", "--role", "pipeline", seconds.c_str(), launch.c_str(),
-          static_cast<char*>(nullptr));
+    execv("/proc/self/exe", argv.data());
     _exit(127);
   }
   return pid;
+}
+
+inline pid_t spawn_pipeline(const std::string& launch, int max_seconds) {
+  return spawn_role({"pipeline", std::to_string(max_seconds), launch});
 }
 
 // Waits up to `ms` for a child; returns its exit status (or -signal), or INT32_MIN on timeout.
@@ -234,10 +291,16 @@ inline int run_pipeline_role(int max_seconds, const char* launch) {
   return code;
 }
 
-// main() of every gst test binary: the child role, or the check suite followed by a sweep of leftovers.
-inline int test_main(int argc, char** argv, Suite* (*make_suite)(), const char* name) {
+// A test binary's own child role: gets `<role> <args...>` (after --role), returns the exit code.
+using RoleMain = int (*)(int argc, char** argv);
+
+// main() of every gst test binary: a child role (the pipeline role, else `role`), or the check suite
+// followed by a sweep of leftovers.
+inline int test_main(int argc, char** argv, Suite* (*make_suite)(), const char* name,
+                     RoleMain role = nullptr) {
   if (argc >= 5 && std::strcmp(argv[1], "--role") == 0 && std::strcmp(argv[2], "pipeline") == 0)
     return run_pipeline_role(std::atoi(argv[3]), argv[4]);
+  if (argc >= 3 && std::strcmp(argv[1], "--role") == 0 && role) return role(argc - 2, argv + 2);
   runner_pid() = getpid();
   gst_check_init(&argc, &argv);
   // gst_check_run_suite() without losing the number of tests run: a GST_CHECKS naming no test (a

@@ -62,6 +62,9 @@ GST_START_TEST(test_caps_description) {
   fail_unless(gst_shmx::caps_from_stream_info(garbage) == nullptr);
   garbage.type = "";
   fail_unless(gst_shmx::caps_from_stream_info(garbage) == nullptr);
+  // A library writer's type (examples/server_test) parses as caps but names no media type.
+  garbage.type = "u64";
+  fail_unless(gst_shmx::caps_from_stream_info(garbage) == nullptr);
 }
 GST_END_TEST;
 

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // test_pipelines.cpp: gst-check tests with whole pipelines, writers and readers in separate processes.
-#include <gst/app/gstappsink.h>
-
 #include <map>
 
 #include "gstshmx-clock.h"
@@ -10,53 +8,6 @@
 using namespace shmx_test;
 
 namespace {
-
-// A pipeline in this process, with its bus.
-struct Pipeline {
-  GstElement* pipeline = nullptr;
-  GstBus* bus = nullptr;
-
-  explicit Pipeline(const std::string& launch) {
-    GError* error = nullptr;
-    pipeline = gst_parse_launch(launch.c_str(), &error);
-    fail_unless(pipeline != nullptr, "cannot parse '%s': %s", launch.c_str(), error ? error->message : "?");
-    bus = gst_element_get_bus(pipeline);
-  }
-  ~Pipeline() {
-    gst_element_set_state(pipeline, GST_STATE_NULL);
-    gst_object_unref(bus);
-    gst_object_unref(pipeline);
-  }
-  GstElement* get(const char* name) {
-    GstElement* element = gst_bin_get_by_name(GST_BIN(pipeline), name);
-    gst_object_unref(element);  // the pipeline keeps it alive
-    return element;
-  }
-  void play() { fail_if(gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE); }
-  // Pulls a sample from appsink `name` within `ms`.
-  GstSample* pull(const char* name, int ms) {
-    return gst_app_sink_try_pull_sample(GST_APP_SINK(get(name)), static_cast<GstClockTime>(ms) * GST_MSECOND);
-  }
-  // Waits for EOS on the bus while consuming appsink `name` (appsink holds EOS back until drained).
-  bool wait_eos(const char* name, int ms) {
-    const auto deadline = deadline_in(ms);
-    while (Clock::now() < deadline) {
-      if (GstMessage* eos = pop_message(bus, GST_MESSAGE_EOS, 0)) {
-        gst_message_unref(eos);
-        return true;
-      }
-      if (GstSample* sample = pull(name, 20)) gst_sample_unref(sample);
-    }
-    return false;
-  }
-  bool has_error() {
-    GstMessage* message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-    if (!message) return false;
-    g_printerr("unexpected error: %s\n", message_text(message).c_str());
-    gst_message_unref(message);
-    return true;
-  }
-};
 
 gint caps_width(GstSample* sample) {
   gint width = 0;
