@@ -9,7 +9,7 @@
 # Build: meson with cross/x86_64-w64-mingw32.txt and -Dwerror=true (the cross build must be free of
 #   warnings). The GStreamer plugin, stress, fuzz and bench suites are skipped by meson itself on a
 #   Windows host; GoogleTest is built from /usr/src/googletest.
-# Wine: a private prefix in BUILDDIR/wineprefix (created on first use, ~10 s), one persistent
+# Wine: a private prefix in BUILDDIR/wineprefix (created on first use, 5-10 s), one persistent
 #   wineserver for the whole stage (each test then starts fast), stopped at the end. Wine's own
 #   services are started before the tests with their output elsewhere, so that they do not hold
 #   meson's output pipes open.
@@ -65,8 +65,9 @@ echo "windows: Wine ready in $(($(date +%s) - start)) s (prefix $WINEPREFIX)"
 
 shmx_heading "windows: meson test --suite unit --suite multiproc (under Wine)"
 rm -f "$BUILD_DIR/meson-logs/testlog.json" "$BUILD_DIR/meson-logs/testlog.junit.xml"
-meson test -C "$BUILD_DIR" --print-errorlogs --num-processes "$TEST_JOBS" --timeout-multiplier "$MULTIPLIER" \
-  --suite unit --suite multiproc </dev/null
+# Per-test timeouts bound each test; the whole run is bounded too (a test cut off counts as failed).
+timeout --kill-after=10 480 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes "$TEST_JOBS" \
+  --timeout-multiplier "$MULTIPLIER" --suite unit --suite multiproc </dev/null
 echo "meson test exited with status $?"
 counts=$(python3 scripts/count_meson_tests.py "$BUILD_DIR") || counts="0 1 0"
 read -r p f s <<<"$counts"
