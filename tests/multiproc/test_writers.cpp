@@ -154,6 +154,25 @@ TEST(MultiProcess, WriterKilledMidStreamReaderProcessesFollowTheRestart) {
   }
 }
 
+// A writer's liveness lock belongs to its segment, not to the thread that created it: seen from
+// another process, a writer whose creating thread has exited is alive (on Windows a mutex owned by
+// an exited thread would be abandoned; the library holds its locks on a thread of its own).
+TEST(MultiProcess, WriterCreatedOnAnExitedThreadStaysAlive) {
+  SegmentCleanup seg(unique_segment_name("thread"));
+  ChildProcess writer;
+  const uint64_t session = start_writer(writer, seg.name(), {"--create-on-thread"});
+  ASSERT_NE(session, 0u);
+  Client client;
+  ASSERT_TRUE(client.open_wait(seg.name(), client_options(), 5000 * kMs));
+  std::this_thread::sleep_for(300ms);  // several of the reader's liveness checks
+  EXPECT_TRUE(client.writer_alive());
+  EXPECT_TRUE(read_frame_of(client, session, 3000ms));
+  EXPECT_EQ(Server::create(seg.name(), role_server_options()).code(), Errc::LiveWriter);
+  writer.kill9();
+  ASSERT_TRUE(writer.wait_exit(2000ms));
+  EXPECT_TRUE(poll_until([&] { return !client.writer_alive(); }, 2000ms)) << "and dead once its process is";
+}
+
 TEST(MultiProcess, CleanCloseDeliversTheLastFramesThenClosed) {
   SegmentCleanup seg(unique_segment_name("close"));
   ChildProcess writer;

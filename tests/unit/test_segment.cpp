@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -137,6 +138,34 @@ TEST(Segment, SecondServerOnALiveNameIsRefused) {
   auto frame = client.read_latest();
   ASSERT_TRUE(frame) << frame.status().to_string();
   EXPECT_EQ(frame->header.session_id, first->session_id());
+}
+
+// Liveness locks belong to the open segment for as long as it is open, not to the thread that took
+// them: a writer or reader set up on a thread that has since exited is still alive. (Seen from the
+// same process; multiproc's WriterCreatedOnAnExitedThreadStaysAlive checks it from another one,
+// which on Windows is what an abandoned mutex would fail.)
+TEST(Segment, LocksOutliveTheThreadsThatTookThem) {
+  SegmentCleanup seg(unique_segment_name("threads"));
+  std::optional<Server> server;
+  Client reader;
+  Status reader_status;
+  std::thread([&] {
+    auto created = Server::create(seg.name(), small_options());
+    ASSERT_TRUE(created) << created.status().to_string();
+    server.emplace(std::move(*created));
+  }).join();
+  ASSERT_TRUE(server);
+  std::thread([&] { reader_status = reader.open(seg.name(), quiet()); }).join();
+  ASSERT_TRUE(reader_status) << reader_status.to_string();
+
+  Client probe;
+  ASSERT_TRUE(probe.open(seg.name(), quiet()));
+  EXPECT_TRUE(probe.writer_alive()) << "the writer's thread exited, the writer did not";
+  EXPECT_EQ(Server::create(seg.name(), small_options()).code(), Errc::LiveWriter);
+  const auto readers = server->readers();
+  ASSERT_EQ(readers.size(), 2u);
+  for (const ReaderInfo& info : readers) EXPECT_TRUE(info.alive) << "reader slot " << info.index;
+  EXPECT_TRUE(server->reap_stale_readers().empty()) << "no live reader is reaped";
 }
 
 TEST(Segment, CloseRemovesTheNameAndReadersSeeClosed) {
