@@ -191,8 +191,15 @@ struct HeldLock {
 // Locks this process holds, by (identity, byte). A second open in the same process must see them taken
 // (as with POSIX open-file-description locks), which the mutexes alone would not show: the keeper
 // thread owns them all, and a mutex is recursive for its owner.
-std::mutex held_mutex;
-std::map<std::pair<uint64_t, uint64_t>, HeldLock> held_locks;
+struct HeldLocks {
+  std::mutex mutex;
+  std::map<std::pair<uint64_t, uint64_t>, HeldLock> locks;
+};
+// Never destroyed: a Server or Client in static storage may close after this file's statics are gone.
+HeldLocks& held() {
+  static auto* state = new HeldLocks;
+  return *state;
+}
 
 void release_held(const HeldLock& lock) {
   const HANDLE mutex = lock.mutex;
@@ -231,11 +238,18 @@ struct View {
   std::shared_ptr<WakeState> wake;  // shared by every view of one object in this process
 };
 
-std::mutex views_mutex;
-std::map<uint8_t*, View> views;
+struct Views {
+  std::mutex mutex;
+  std::map<uint8_t*, View> by_base;
+};
+Views& mapped() {
+  static auto* state = new Views;  // never destroyed, as held()
+  return *state;
+}
 
 void register_view(uint8_t* base, uint64_t size, uint64_t identity) {
-  std::lock_guard<std::mutex> lock(views_mutex);
+  std::lock_guard<std::mutex> lock(mapped().mutex);
+  auto& views = mapped().by_base;
   std::shared_ptr<WakeState> wake;
   for (auto& entry : views)
     if (entry.second.wake->identity == identity) wake = entry.second.wake;
@@ -248,14 +262,16 @@ void register_view(uint8_t* base, uint64_t size, uint64_t identity) {
 }
 
 void unregister_view(uint8_t* base) {
-  std::lock_guard<std::mutex> lock(views_mutex);
+  std::lock_guard<std::mutex> lock(mapped().mutex);
+  auto& views = mapped().by_base;
   views.erase(base);
 }
 
 // The wake state and byte offset of a word inside a mapped segment; null for a process-local word.
 std::shared_ptr<WakeState> wake_of(const void* word, uint64_t& offset) {
   auto* p = static_cast<uint8_t*>(const_cast<void*>(word));
-  std::lock_guard<std::mutex> lock(views_mutex);
+  std::lock_guard<std::mutex> lock(mapped().mutex);
+  auto& views = mapped().by_base;
   auto it = views.upper_bound(p);
   if (it == views.begin()) return nullptr;
   --it;
@@ -316,7 +332,8 @@ void close_handle(ShmHandle& handle) {
   if (!object || handle.handle == -1) return;
   {
     // Closing an open releases its locks, as closing the descriptor does on POSIX.
-    std::lock_guard<std::mutex> lock(held_mutex);
+    std::lock_guard<std::mutex> lock(held().mutex);
+    auto& held_locks = held().locks;
     for (auto it = held_locks.begin(); it != held_locks.end();) {
       if (it->second.owner == object) {
         release_held(it->second);
@@ -434,7 +451,8 @@ Status protect_read_only(uint8_t* data, uint64_t size) {
 
 bool try_lock(const ShmHandle& handle, uint64_t byte) {
   const Object* object = object_of(handle);
-  std::lock_guard<std::mutex> lock(held_mutex);
+  std::lock_guard<std::mutex> lock(held().mutex);
+  auto& held_locks = held().locks;
   const auto key = std::make_pair(object->identity, byte);
   if (auto it = held_locks.find(key); it != held_locks.end()) return it->second.owner == object;
   const std::wstring name = lock_name(object->identity, byte);
@@ -456,7 +474,8 @@ bool try_lock(const ShmHandle& handle, uint64_t byte) {
 
 void unlock(const ShmHandle& handle, uint64_t byte) {
   const Object* object = object_of(handle);
-  std::lock_guard<std::mutex> lock(held_mutex);
+  std::lock_guard<std::mutex> lock(held().mutex);
+  auto& held_locks = held().locks;
   auto it = held_locks.find(std::make_pair(object->identity, byte));
   if (it == held_locks.end() || it->second.owner != object) return;
   release_held(it->second);
@@ -466,7 +485,8 @@ void unlock(const ShmHandle& handle, uint64_t byte) {
 bool is_locked_by_other(const ShmHandle& handle, uint64_t byte) {
   const Object* object = object_of(handle);
   {
-    std::lock_guard<std::mutex> lock(held_mutex);
+    std::lock_guard<std::mutex> lock(held().mutex);
+    auto& held_locks = held().locks;
     auto it = held_locks.find(std::make_pair(object->identity, byte));
     if (it != held_locks.end()) return it->second.owner != object;
   }
