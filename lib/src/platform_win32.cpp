@@ -12,6 +12,7 @@
 #include <winternl.h>
 
 #include <climits>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -293,9 +294,17 @@ DWORD timeout_ms(uint64_t timeout_ns) {
 
 std::string os_name(const std::string& segment) { return "Local\\shmx." + segment; }
 
-Result<ShmHandle> create_exclusive(const std::string& segment, uint32_t /*permissions*/, bool& exists) {
+Result<ShmHandle> create_exclusive(const std::string& segment, uint32_t permissions, bool& exists) {
   // Permissions: the objects get the default security of the creating process (its user, SYSTEM and
-  // administrators), which is what the POSIX default 0600 gives; other modes are not mapped to ACLs.
+  // administrators), which is what the POSIX default 0600 gives; other modes are not mapped to ACLs,
+  // and the log handler is told so.
+  if ((permissions & 0777) != 0600) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(permissions & 0777));
+    shmx::log(LogLevel::Warning,
+              "segment '" + segment + "': permissions " + mode +
+                  " are not applied on Windows; its objects get the creating user's default security");
+  }
   exists = false;
   auto object = std::make_unique<Object>();
   object->segment = segment;

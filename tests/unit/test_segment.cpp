@@ -117,6 +117,33 @@ TEST(Segment, PermissionsAreSettableWhateverTheUmask) {
 #endif
 }
 
+#ifdef _WIN32
+// What Windows does instead: the segment is created, and the log handler hears that the mode was
+// not applied (nothing is silently different).
+TEST(Segment, PermissionsOtherThan0600AreReportedAsNotAppliedOnWindows) {
+  static std::vector<std::string> warnings;
+  warnings.clear();
+  set_log_handler(
+      [](LogLevel level, const char* message, void*) {
+        if (level == LogLevel::Warning) warnings.emplace_back(message);
+      },
+      nullptr);
+  shmx_test::ScopeExit restore([] { set_log_handler(nullptr, nullptr); });
+  SegmentCleanup seg(unique_segment_name("perm"));
+  ServerOptions options = small_options();
+  options.permissions = 0640;
+  auto server = Server::create(seg.name(), options);
+  ASSERT_TRUE(server) << server.status().to_string();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find(seg.name()), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("0640"), std::string::npos) << warnings[0];
+  server->close();
+  SegmentCleanup other(unique_segment_name("perm"));
+  ASSERT_TRUE(Server::create(other.name(), small_options()));
+  EXPECT_EQ(warnings.size(), 1u) << "the default 0600 is what Windows gives: no warning";
+}
+#endif
+
 TEST(Segment, SecondServerOnALiveNameIsRefused) {
   SegmentCleanup seg(unique_segment_name("live"));
   auto first = Server::create(seg.name(), small_options());
