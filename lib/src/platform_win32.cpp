@@ -11,7 +11,7 @@
 #include <bcrypt.h>
 #include <winternl.h>
 
-#include <climits>
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -46,6 +46,10 @@ constexpr uint64_t kRecordSize = 4096;
 constexpr ACCESS_MASK kMutantQueryState = 0x0001;  // MUTANT_QUERY_STATE
 constexpr ACCESS_MASK kDirectoryQuery = 0x0001;    // DIRECTORY_QUERY
 constexpr uint32_t kWakeBuckets = 16;
+// Tokens a wake semaphore can queue. Tokens nobody takes (a waiter that was counted but did not sleep,
+// or a reader killed inside a wait, whose count stays) only cause spurious wake-ups; the cap bounds
+// how many a waiter can meet in a row. A release that would pass it fails, with tokens enough queued.
+constexpr LONG kWakeTokensMax = 4096;
 
 // The name record, a one-page mapping named after the segment: which object the name refers to now
 // (0: none). Claimed by compare-and-swap, so creating a segment is exclusive across processes.
@@ -228,7 +232,8 @@ struct WakeState {
   HANDLE semaphore(uint32_t bucket, uint32_t parity) {
     std::lock_guard<std::mutex> lock(mutex);
     HANDLE& h = semaphores[bucket][parity];
-    if (!h) h = CreateSemaphoreW(nullptr, 0, LONG_MAX, wake_semaphore_name(identity, bucket, parity).c_str());
+    if (!h)
+      h = CreateSemaphoreW(nullptr, 0, kWakeTokensMax, wake_semaphore_name(identity, bucket, parity).c_str());
     return h;
   }
 };
@@ -585,7 +590,8 @@ void futex_wake_all(const std::atomic<uint32_t>* word) {
     const uint32_t count = wake->page.view->waiters[bucket][parity].load(std::memory_order_seq_cst);
     if (count == 0) continue;
     if (HANDLE semaphore = wake->semaphore(bucket, parity))
-      ReleaseSemaphore(semaphore, static_cast<LONG>(count), nullptr);
+      ReleaseSemaphore(semaphore, static_cast<LONG>(std::min<uint32_t>(count, platform::kWakeTokensMax)),
+                       nullptr);
   }
 }
 
