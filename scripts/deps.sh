@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# deps.sh: the one list of Debian packages shmx needs, and the function that installs the missing ones.
+# deps.sh: the lists of Debian packages shmx needs (all stages; the Windows stage), and the function that
+# installs the missing ones.
 # Sourced by scripts/run.sh and scripts/test.sh (not executed directly).
 
 # Debian 12 (bookworm) package names. Add a package here, and only here.
@@ -16,7 +17,7 @@ SHMX_APT_PACKAGES=(
 # The Windows stage (scripts/stages/windows.sh) only: the mingw-w64 cross toolchain (-posix g++ has
 # std::thread) and Wine to run its executables; GoogleTest is built from googletest's sources.
 SHMX_WINDOWS_APT_PACKAGES=(
-  g++-mingw-w64-x86-64-posix mingw-w64 wine wine64 googletest
+  g++-mingw-w64-x86-64-posix mingw-w64-x86-64-dev wine wine64 googletest
 )
 
 # shmx_missing_packages [PACKAGE...]: prints the packages (default: SHMX_APT_PACKAGES) that are not
