@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # deps.sh: the lists of Debian packages shmx needs (all stages; the Windows stage), and the function that
 # installs the missing ones.
-# Sourced by scripts/run.sh and scripts/test.sh (not executed directly).
+# Sourced by scripts/run.sh, scripts/test.sh and scripts/stages/windows.sh (not executed directly).
 
 # Debian 12 (bookworm) package names. Add a package here, and only here.
 SHMX_APT_PACKAGES=(
