@@ -26,7 +26,13 @@ bool g_verbose = false;
 uint64_t g_start_ns = 0;
 
 // One log line, prefixed with seconds since start; flushed so pipes see it at once.
-void log_line(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// mingw-w64 checks "printf" against msvcrt's formats; its C99 printf (__USE_MINGW_ANSI_STDIO) is gnu_printf.
+#ifdef __MINGW_PRINTF_FORMAT
+#define LOG_FORMAT __MINGW_PRINTF_FORMAT
+#else
+#define LOG_FORMAT printf
+#endif
+void log_line(const char* fmt, ...) __attribute__((format(LOG_FORMAT, 1, 2)));
 void log_line(const char* fmt, ...) {
   std::printf("[server %7.3f] ", static_cast<double>(shmx::monotonic_ns() - g_start_ns) / 1e9);
   va_list args;

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-# deps.sh: the one list of Debian packages shmx needs, and the function that installs the missing ones.
-# Sourced by scripts/run.sh and scripts/test.sh (not executed directly).
+# deps.sh: the lists of Debian packages shmx needs (all stages; the Windows stage), and the function that
+# installs the missing ones.
+# Sourced by scripts/run.sh, scripts/test.sh and scripts/stages/windows.sh (not executed directly).
 
 # Debian 12 (bookworm) package names. Add a package here, and only here.
 SHMX_APT_PACKAGES=(
@@ -13,25 +14,34 @@ SHMX_APT_PACKAGES=(
   clang libclang-rt-14-dev                                   # fuzzing (libFuzzer) and sanitizer runtimes
   procps                                                     # pgrep/ps for the demo and tests
 )
+# The Windows stage (scripts/stages/windows.sh) only: the mingw-w64 cross toolchain (-posix g++ has
+# std::thread) and Wine to run its executables; GoogleTest is built from googletest's sources.
+SHMX_WINDOWS_APT_PACKAGES=(
+  g++-mingw-w64-x86-64-posix mingw-w64-x86-64-dev wine wine64 googletest
+)
 
-# Prints the packages of SHMX_APT_PACKAGES that are not installed, one per line.
+# shmx_missing_packages [PACKAGE...]: prints the packages (default: SHMX_APT_PACKAGES) that are not
+# installed, one per line.
 shmx_missing_packages() {
   local package
-  for package in "${SHMX_APT_PACKAGES[@]}"; do
+  (($#)) || set -- "${SHMX_APT_PACKAGES[@]}"
+  for package in "$@"; do
     dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$' || echo "$package"
   done
 }
 
-# Installs what is missing; does nothing (and needs no network) when everything is there.
+# shmx_install_deps [PACKAGE...]: installs what is missing of the packages (default: SHMX_APT_PACKAGES);
+# does nothing (and needs no network) when everything is there.
 shmx_install_deps() {
+  (($#)) || set -- "${SHMX_APT_PACKAGES[@]}"
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-    echo "deps: not a Debian-like system; install by hand: ${SHMX_APT_PACKAGES[*]}" >&2
+    echo "deps: not a Debian-like system; install by hand: $*" >&2
     return 0
   fi
   local missing
-  mapfile -t missing < <(shmx_missing_packages)
+  mapfile -t missing < <(shmx_missing_packages "$@")
   if ((${#missing[@]} == 0)); then
-    echo "deps: all ${#SHMX_APT_PACKAGES[@]} packages already installed"
+    echo "deps: all $# packages already installed"
     return 0
   fi
   local sudo=()
@@ -52,7 +62,7 @@ shmx_install_deps() {
     echo "deps: apt-get failed (full log: $log)" >&2
     return 1
   fi
-  mapfile -t missing < <(shmx_missing_packages)
+  mapfile -t missing < <(shmx_missing_packages "$@")
   if ((${#missing[@]} != 0)); then
     echo "deps: still missing after apt-get install: ${missing[*]}" >&2
     return 1

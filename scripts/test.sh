@@ -107,8 +107,10 @@ stage_tsan() { run_stage_script tsan scripts/stages/tsan.sh; }
 stage_fuzz() { run_stage_script fuzz scripts/stages/fuzz.sh; }
 # The benchmark program in its quick mode: every transport delivers frames (figures are not judged).
 stage_bench() { run_stage_script bench-smoke scripts/stages/bench-smoke.sh; }
+# The library cross-built for Windows (mingw-w64); unit and multiproc suites and the examples under Wine.
+stage_windows() { run_stage_script windows scripts/stages/windows.sh; }
 
-STAGES=(default asan tsan fuzz bench)
+STAGES=(default asan tsan fuzz bench windows)
 
 # Fails the run if it left new shmx segments in /dev/shm (ones present before the run are ignored).
 check_shm_leftovers() {

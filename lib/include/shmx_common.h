@@ -135,7 +135,8 @@ using LogHandler = void (*)(LogLevel level, const char* message, void* user_data
 void set_log_handler(LogHandler handler, void* user_data);
 void log(LogLevel level, const std::string& message);
 
-// CLOCK_MONOTONIC in nanoseconds (the clock of FrameHeader::publish_ns and heartbeats).
+// CLOCK_MONOTONIC in nanoseconds (QueryPerformanceCounter on Windows): the clock of FrameHeader::publish_ns
+// and heartbeats, one for every process of the machine.
 uint64_t monotonic_ns();
 
 // ---------------------------------------------------------------------------
@@ -396,7 +397,7 @@ Status validate_header(const GlobalHeader& header, uint64_t mapped_size);
 
 // ---------------------------------------------------------------------------
 // Map: a named shared-memory segment mapped into this process. The platform part lives in
-// lib/src/platform_posix.cpp (and later platform_win32.cpp) behind lib/src/platform.h.
+// lib/src/platform_posix.cpp (Linux) and lib/src/platform_win32.cpp (Windows) behind lib/src/platform.h.
 // ---------------------------------------------------------------------------
 
 class Map {
@@ -442,16 +443,17 @@ class Map {
   std::string name_;
   uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
-  intptr_t handle_ = -1;  // fd on POSIX
-  uint64_t identity_ = 0; // inode on POSIX
+  intptr_t handle_ = -1;  // fd on POSIX; the open object's state on Windows
+  uint64_t identity_ = 0; // inode on POSIX; the object id on Windows
   bool creator_ = false;
 };
 
-// Lists the shmx segments visible on this machine (names without the OS prefix).
+// Lists the shmx segments visible on this machine (names without the OS prefix; on Windows, those
+// of the current logon session).
 std::vector<std::string> list_segments();
 
-// Blocks while *word == expected (shared across processes) for at most timeout_ns; returns false on
-// timeout. Spurious wake-ups are possible.
+// Blocks while *word == expected (shared across processes when the word is inside a mapped segment)
+// for at most timeout_ns; returns false on timeout. Spurious wake-ups are possible.
 bool futex_wait(const std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns);
 void futex_wake_all(const std::atomic<uint32_t>* word);
 

@@ -104,7 +104,7 @@ Result<Map> Map::create(const std::string& name, uint64_t size, uint32_t permiss
     // Its writer is gone. Holding the reclaim lock, remove the name if it still names this object;
     // if another writer is reclaiming it right now, let it finish and look again.
     if (platform::try_lock(h, kReclaimByte)) {
-      if (platform::identity_of(name) == h.identity) platform::unlink_name(name);
+      platform::unlink_if(name, h.identity);
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -162,7 +162,7 @@ bool Map::reader_alive(uint32_t index) const {
 bool Map::replaced() const { return platform::identity_of(name_) != identity_; }
 
 void Map::unlink() {
-  if (creator_ && !name_.empty() && platform::identity_of(name_) == identity_) platform::unlink_name(name_);
+  if (creator_ && !name_.empty()) platform::unlink_if(name_, identity_);
 }
 
 void Map::close() {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// platform.h: the small OS interface under Map and the wait/wake primitives (POSIX now, Win32 later).
+// platform.h: the small OS interface under Map and the wait/wake primitives. One implementation per OS:
+// platform_posix.cpp (Linux) and platform_win32.cpp (Windows); meson picks the one for the host.
 #pragma once
 
 #include <atomic>
@@ -11,13 +12,14 @@
 
 namespace shmx::platform {
 
-// An open shared-memory object. `handle` is a file descriptor on POSIX.
+// An open shared-memory object. `handle` is a file descriptor on POSIX and a pointer to the open
+// object's state on Windows; -1 when closed.
 struct ShmHandle {
   intptr_t handle = -1;
-  uint64_t identity = 0;  // inode: tells whether a name still refers to this object
+  uint64_t identity = 0;  // inode on POSIX, random id on Windows: whether a name still refers to this object
 };
 
-// The OS object name for a segment name ("cam0" -> "/shmx.cam0").
+// The OS object name for a segment name ("cam0" -> "/shmx.cam0", or "Local\shmx.cam0" on Windows).
 std::string os_name(const std::string& segment);
 
 // Creates the object exclusively with exactly `permissions`. When the name is taken, sets `exists`
@@ -29,7 +31,8 @@ Status resize(const ShmHandle& handle, uint64_t size);
 Result<uint64_t> object_size(const ShmHandle& handle);
 // Identity of whatever the name refers to now; 0 if nothing.
 uint64_t identity_of(const std::string& segment);
-void unlink_name(const std::string& segment);
+// Removes the name if it still refers to the object `identity` (mappings stay valid).
+void unlink_if(const std::string& segment, uint64_t identity);
 std::vector<std::string> list_names();
 
 Result<uint8_t*> map(const ShmHandle& handle, uint64_t size);

@@ -104,7 +104,9 @@ uint64_t identity_of(const std::string& segment) {
   return static_cast<uint64_t>(st.st_ino);
 }
 
-void unlink_name(const std::string& segment) { shm_unlink(os_name(segment).c_str()); }
+void unlink_if(const std::string& segment, uint64_t identity) {
+  if (identity_of(segment) == identity) shm_unlink(os_name(segment).c_str());
+}
 
 std::vector<std::string> list_names() {
   std::vector<std::string> names;

@@ -57,7 +57,13 @@ int writer_role(const Args& args) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(number(args, "deadline-ms", 30000));
   shmx::ServerOptions options = role_server_options(static_cast<uint32_t>(number(args, "slots", 8)));
   options.reader_timeout_ms = static_cast<uint32_t>(number(args, "reader-timeout-ms", 5000));
-  auto server = shmx::Server::create(segment, options);
+  // --create-on-thread: create the segment on a thread that exits at once (its lock must stay held).
+  shmx::Result<shmx::Server> server(shmx::Errc::NotReady, "not created");
+  if (has(args, "create-on-thread")) {
+    std::thread([&] { server = shmx::Server::create(segment, options); }).join();
+  } else {
+    server = shmx::Server::create(segment, options);
+  }
   if (!server) {
     emit("ERROR %s %s", shmx::errc_name(server.code()), server.status().message().c_str());
     return kExitError;

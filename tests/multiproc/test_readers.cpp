@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Reader processes against a writer in the test process: late join, several readers, crashes, early start.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <random>
 #include <set>
@@ -82,7 +80,7 @@ TEST(MultiProcess, ThreeReadersGetIncreasingIntactFrames) {
   std::set<std::string> names;
   for (const auto& info : server.readers()) {
     names.insert(info.name);
-    EXPECT_NE(info.pid, static_cast<uint32_t>(getpid()));
+    EXPECT_NE(info.pid, shmx_test::current_pid());
     EXPECT_TRUE(info.alive);
   }
   EXPECT_EQ(names, (std::set<std::string>{"copy", "hold", "slow"}));
@@ -157,7 +155,7 @@ TEST(MultiProcess, KilledReaderIsReapedAndItsHeldSlotsFreed) {
 
   auto infos = server.readers();
   ASSERT_EQ(infos.size(), 1u);
-  EXPECT_EQ(infos[0].pid, static_cast<uint32_t>(reader.pid()));
+  EXPECT_EQ(infos[0].pid, reader.pid());
   EXPECT_EQ(infos[0].held_slots, 2u);
   EXPECT_EQ(server.stats().slots_held_by_readers, 2u);
   {
@@ -170,7 +168,7 @@ TEST(MultiProcess, KilledReaderIsReapedAndItsHeldSlotsFreed) {
   }
 
   reader.kill9();
-  ASSERT_EQ(reader.wait_exit(2000ms), std::optional<int>(128 + SIGKILL));
+  ASSERT_EQ(reader.wait_exit(2000ms), std::optional<int>(ChildProcess::kKilledStatus));
   const auto killed = Clock::now();
   std::vector<ReaderInfo> reaped;
   ASSERT_TRUE(poll_until(
@@ -183,7 +181,7 @@ TEST(MultiProcess, KilledReaderIsReapedAndItsHeldSlotsFreed) {
       << "a dead reader was not reaped";
   EXPECT_LT(ms_since(killed), 500.0) << "a dead reader is reaped through its lock, not its heartbeat timeout";
   ASSERT_EQ(reaped.size(), 1u);
-  EXPECT_EQ(reaped[0].pid, static_cast<uint32_t>(reader.pid()));
+  EXPECT_EQ(reaped[0].pid, reader.pid());
   EXPECT_TRUE(server.readers().empty());
   EXPECT_EQ(server.stats().slots_held_by_readers, 0u);
   std::vector<Loan> loans;

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Writer processes against readers: kill -9 and restart, clean close, a second writer, stale segments.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <random>
 
@@ -88,7 +86,7 @@ TEST(MultiProcess, WriterKilledAndRestartedReaderReopensIntoTheNewSession) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(read_frame_of(client, s1, 3000ms));
 
   w1.kill9();
-  ASSERT_EQ(w1.wait_exit(2000ms), std::optional<int>(128 + SIGKILL));
+  ASSERT_EQ(w1.wait_exit(2000ms), std::optional<int>(ChildProcess::kKilledStatus));
   const auto killed = Clock::now();
   // The reader notices on its own, without any message from the dead writer.
   Errc seen = Errc::Ok;
@@ -156,6 +154,25 @@ TEST(MultiProcess, WriterKilledMidStreamReaderProcessesFollowTheRestart) {
   }
 }
 
+// A writer's liveness lock belongs to its segment, not to the thread that created it: seen from
+// another process, a writer whose creating thread has exited is alive (on Windows a mutex owned by
+// an exited thread would be abandoned; the library holds its locks on a thread of its own).
+TEST(MultiProcess, WriterCreatedOnAnExitedThreadStaysAlive) {
+  SegmentCleanup seg(unique_segment_name("thread"));
+  ChildProcess writer;
+  const uint64_t session = start_writer(writer, seg.name(), {"--create-on-thread"});
+  ASSERT_NE(session, 0u);
+  Client client;
+  ASSERT_TRUE(client.open_wait(seg.name(), client_options(), 5000 * kMs));
+  std::this_thread::sleep_for(300ms);  // several of the reader's liveness checks
+  EXPECT_TRUE(client.writer_alive());
+  EXPECT_TRUE(read_frame_of(client, session, 3000ms));
+  EXPECT_EQ(Server::create(seg.name(), role_server_options()).code(), Errc::LiveWriter);
+  writer.kill9();
+  ASSERT_TRUE(writer.wait_exit(2000ms));
+  EXPECT_TRUE(poll_until([&] { return !client.writer_alive(); }, 2000ms)) << "and dead once its process is";
+}
+
 TEST(MultiProcess, CleanCloseDeliversTheLastFramesThenClosed) {
   SegmentCleanup seg(unique_segment_name("close"));
   ChildProcess writer;
@@ -193,7 +210,7 @@ TEST(MultiProcess, SecondWriterProcessIsRefusedWhileTheFirstLives) {
   ChildProcess w1;
   const uint64_t s1 = start_writer(w1, seg.name());
   ASSERT_NE(s1, 0u);
-  const uint64_t inode = segment_inode(seg.name());
+  const uint64_t identity = segment_identity(seg.name());
   Client client;
   ASSERT_TRUE(client.open_wait(seg.name(), client_options(), 5000 * kMs));
   ASSERT_TRUE(read_frame_of(client, s1, 3000ms));
@@ -206,7 +223,7 @@ TEST(MultiProcess, SecondWriterProcessIsRefusedWhileTheFirstLives) {
   EXPECT_EQ(w2.wait_exit(3000ms), std::optional<int>(kExitError));
 
   // The first writer is untouched.
-  EXPECT_EQ(segment_inode(seg.name()), inode);
+  EXPECT_EQ(segment_identity(seg.name()), identity);
   EXPECT_TRUE(w1.running());
   ASSERT_TRUE(read_frame_of(client, s1, 3000ms));
   EXPECT_TRUE(client.writer_alive());
@@ -222,6 +239,10 @@ TEST(MultiProcess, ReaderWaitsThroughAStaleSegmentUntilANewWriter) {
   SegmentCleanup seg(unique_segment_name("stale"));
   ChildProcess dead;
   ASSERT_NE(start_writer(dead, seg.name()), 0u);
+  // Windows objects vanish with their last handle, so there a dead writer's segment outlives it only
+  // while another process has it open, as a surviving reader would: this process keeps it open.
+  auto survivor = Map::open(seg.name());
+  ASSERT_TRUE(survivor) << survivor.status().to_string();
   dead.kill9();
   ASSERT_TRUE(dead.wait_exit(2000ms));
   ASSERT_TRUE(segment_exists(seg.name())) << "a crashed writer leaves its segment (to be reclaimed)";

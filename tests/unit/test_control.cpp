@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Control plane: reader-to-writer TLV rings (order, RingFull without overwrite, wrap-around, BYE).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -74,13 +73,13 @@ TEST_F(ControlRing, HelloHeartbeatUserTlvsAndByeInOrder) {
   ASSERT_EQ(readers.size(), 1u);
   for (const auto& m : messages) {
     EXPECT_EQ(m.reader_name, "cam-viewer");
-    EXPECT_EQ(m.pid, static_cast<uint32_t>(getpid()));
+    EXPECT_EQ(m.pid, shmx_test::current_pid());
     EXPECT_EQ(m.reader_index, readers[0].index);
     EXPECT_EQ(m.reader_id, readers[0].reader_id);
   }
   EXPECT_NE(readers[0].reader_id, 0u);
   EXPECT_EQ(readers[0].name, "cam-viewer");
-  EXPECT_EQ(readers[0].pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(readers[0].pid, shmx_test::current_pid());
   EXPECT_TRUE(readers[0].alive);
   EXPECT_TRUE(drain(server_).empty()) << "a drained ring yields nothing more";
 

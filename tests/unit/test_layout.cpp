@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Pins the shared-memory layout byte by byte and checks plan_layout() and validate_header().
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
@@ -274,7 +273,7 @@ TEST_F(ValidateHeader, RealHeaderIsValid) {
   EXPECT_EQ(h.slot_payload_capacity, uint64_t{h.slot_stride} - sizeof(FrameHeader));
   EXPECT_EQ(h.reader_capacity, 2u);
   EXPECT_EQ(h.control_ring_capacity, 512u);
-  EXPECT_EQ(h.writer_pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(h.writer_pid, shmx_test::current_pid());
   Status st = validate_header(h, mapped_size_);
   EXPECT_TRUE(st) << st.to_string();
 }

@@ -1,62 +1,27 @@
 // SPDX-License-Identifier: MIT
-// Helpers shared by the unit and multi-process suites (see test_support.h).
+// Helpers shared by the unit and multi-process suites (see test_support.h); the OS part is in
+// test_support_posix.cpp / test_support_win32.cpp.
 #include "test_support.h"
-
-#include <dirent.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 
 namespace shmx_test {
 
-std::string segment_prefix() { return "test-" + std::to_string(getpid()) + "-"; }
+std::string segment_prefix() { return "test-" + std::to_string(current_pid()) + "-"; }
 
 std::string unique_segment_name(const std::string& tag) {
   static std::atomic<unsigned> counter{0};
   return segment_prefix() + std::to_string(counter.fetch_add(1)) + "-" + tag;
 }
 
-std::string segment_path(const std::string& name) { return "/dev/shm/shmx." + name; }
-
-bool segment_exists(const std::string& name) {
-  struct stat st {};
-  return stat(segment_path(name).c_str(), &st) == 0;
-}
-
-int segment_mode(const std::string& name) {
-  struct stat st {};
-  if (stat(segment_path(name).c_str(), &st) != 0) return -1;
-  return static_cast<int>(st.st_mode & 07777);
-}
-
-uint64_t segment_inode(const std::string& name) {
-  struct stat st {};
-  if (stat(segment_path(name).c_str(), &st) != 0) return 0;
-  return st.st_ino;
-}
-
-std::vector<std::string> leftover_segments() {
-  std::vector<std::string> found;
-  const std::string prefix = "shmx." + segment_prefix();
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return found;
-  while (dirent* entry = readdir(dir)) {
-    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) found.emplace_back(entry->d_name);
-  }
-  closedir(dir);
-  return found;
-}
-
-SegmentCleanup::~SegmentCleanup() { shm_unlink(("/shmx." + name_).c_str()); }
+SegmentCleanup::~SegmentCleanup() { remove_segment(name_); }
 
 void NoLeftoverSegments::TearDown() {
   const std::vector<std::string> left = leftover_segments();
-  for (const std::string& entry : left) {
-    ADD_FAILURE() << "segment left behind in /dev/shm: " << entry;
-    shm_unlink(("/" + entry).c_str());
+  for (const std::string& name : left) {
+    ADD_FAILURE() << "segment left behind: " << name;
+    remove_segment(name);
   }
 }
 

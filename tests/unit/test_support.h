@@ -19,14 +19,20 @@ using namespace std::chrono_literals;
 std::string unique_segment_name(const std::string& tag);
 // "test-<pid>-": the prefix of every name unique_segment_name() hands out in this process.
 std::string segment_prefix();
-// The file that backs a segment on Linux.
-std::string segment_path(const std::string& name);
+// This process's id (getpid, GetCurrentProcessId).
+uint32_t current_pid();
+
+// The OS side of a segment, seen without the library: test_support_posix.cpp looks at /dev/shm, and
+// test_support_win32.cpp at the name record "Local\shmx.<name>" (docs/layout.md, "Windows").
+// Whether the name refers to a segment.
 bool segment_exists(const std::string& name);
-// chmod bits of the segment file, or -1 if it does not exist.
+// chmod bits of the segment file, or -1 if it does not exist (or on Windows, which has no modes).
 int segment_mode(const std::string& name);
-// Inode of the segment file, or 0.
-uint64_t segment_inode(const std::string& name);
-// Segments named with this process's prefix still present in /dev/shm.
+// What the name refers to now (the file's inode on Linux, the object's id on Windows), or 0.
+uint64_t segment_identity(const std::string& name);
+// Removes the name behind the library's back (shm_unlink; on Windows, clears the name record).
+void remove_segment(const std::string& name);
+// Segments named with this process's prefix still present.
 std::vector<std::string> leftover_segments();
 
 // Unlinks the segment at scope exit, whatever the test did (a failed test must not leave it behind).
@@ -42,10 +48,27 @@ class SegmentCleanup {
   std::string name_;
 };
 
-// Fails the run if anything named with this process's prefix is left in /dev/shm, then removes it.
+// Fails the run if anything named with this process's prefix is left behind, then removes it.
 class NoLeftoverSegments : public ::testing::Environment {
  public:
   void TearDown() override;
+};
+
+// A segment made behind the library's back, whose writer lock this process holds so that it looks
+// alive: the name refers to an object of `bytes` (none at all for 0 bytes on Windows, where a
+// mapping cannot be empty: the state of a writer between create and resize). For foreign and corrupt
+// segment tests. On Linux a /dev/shm file with an OFD lock on byte 0; on Windows the name record, a
+// data section and the writer's lock mutex (docs/layout.md, "Windows").
+class ForeignSegment {
+ public:
+  ForeignSegment(const std::string& name, const std::vector<uint8_t>& bytes);
+  ~ForeignSegment();
+  ForeignSegment(const ForeignSegment&) = delete;
+  ForeignSegment& operator=(const ForeignSegment&) = delete;
+
+ private:
+  SegmentCleanup cleanup_;
+  intptr_t handles_[3] = {-1, -1, -1};  // a descriptor on Linux; HANDLEs on Windows
 };
 
 // Runs a callable at scope exit: joins helper threads when an ASSERT leaves a test early.
