@@ -623,7 +623,10 @@ static GstFlowReturn gst_shmx_src_update_streams(GstShmxSrc* self, const SrcSett
     GST_INFO_OBJECT(self, "caps of stream '%s' of segment '%s' on src: %" GST_PTR_FORMAT, first.name.c_str(),
                     settings.segment.c_str(), caps);
     state.caps_changes++;
-    if (!gst_base_src_set_caps(GST_BASE_SRC(self), caps)) {
+    // Asked first: a refused caps event is only noticed at the first buffer, as a bare not-negotiated.
+    GstPad* pad = GST_BASE_SRC_PAD(self);
+    if ((gst_pad_is_linked(pad) && !gst_pad_peer_query_accept_caps(pad, caps)) ||
+        !gst_base_src_set_caps(GST_BASE_SRC(self), caps)) {
       GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
                         ("Downstream does not accept the caps of segment '%s'.", settings.segment.c_str()),
                         ("caps %" GST_PTR_FORMAT, caps));

@@ -146,6 +146,20 @@ GST_START_TEST(test_reader_timeout) {
 }
 GST_END_TEST;
 
+// Caps that the reader's downstream refuses are an error naming the segment (not a bare not-negotiated).
+GST_START_TEST(test_caps_refused_downstream) {
+  const std::string segment = segment_name("refused");
+  Pipeline writer("videotestsrc is-live=true ! video/x-raw,format=I420,width=64,height=48 ! shmxsink segment=" +
+                  segment);
+  writer.play();
+  Pipeline reader("shmxsrc segment=" + segment + " ! video/x-raw,format=RGB ! fakesink");
+  reader.play();
+  const std::string error = wait_for_text(reader.bus, GST_MESSAGE_ERROR, segment, 5000);
+  fail_unless(error.find("Downstream does not accept the caps of segment") != std::string::npos, "error: %s",
+              error.c_str());
+}
+GST_END_TEST;
+
 // New caps at the writer renegotiate the reader.
 GST_START_TEST(test_caps_change) {
   const std::string segment = segment_name("capschange");
@@ -565,6 +579,7 @@ static Suite* elements_suite() {
   tcase_add_test(tc, test_late_join);
   tcase_add_test(tc, test_reader_before_writer);
   tcase_add_test(tc, test_reader_timeout);
+  tcase_add_test(tc, test_caps_refused_downstream);
   tcase_add_test(tc, test_caps_change);
   tcase_add_test(tc, test_eos);
   tcase_add_test(tc, test_buffer_facts_preserved);
