@@ -1605,7 +1605,9 @@ static void gst_shmx_sink_class_init(GstShmxSinkClass* klass) {
       element_class, "Shared-memory latest-frame sink", "Sink/Network",
       "Publishes buffers, their caps and timestamps as the latest frame of a shmx shared-memory segment, "
       "with more synchronized streams in the same frame through request pads; readers never block the "
-      "writer, and may send events and messages back (reader-message signal)",
+      "writer, and may send events and messages back (reader-message signal). Element messages: "
+      "shmx-reader-connected, shmx-reader-disconnected, shmx-reader-reaped, shmx-reader-message "
+      "(fields in docs/elements.md)",
       "shmx developers");
   // The request template first: linking to the element without a pad name ("src ! s.") takes the
   // first template whose caps fit once the always pad is linked, and only a request template helps.

@@ -1438,8 +1438,9 @@ static void gst_shmx_src_class_init(GstShmxSrcClass* klass) {
 
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory latest-frame source", "Source/Network",
-      "Outputs the latest frames of a shmx shared-memory segment with the writer's caps and timestamps; "
-      "waits for the writer and follows its restarts",
+      "Outputs the latest frames of a shmx shared-memory segment with the writer's caps and timestamps, "
+      "each stream on its own pad (src, then src_<stream name>); waits for the writer and follows its "
+      "restarts; upstream events (force-key-unit, navigation, custom) go back to the writer's pipeline",
       "shmx developers");
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_add_static_pad_template(element_class, &stream_src_template);
