@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 // shmx-inspect: lists shmx segments and shows one: layout version, session, streams with their caps and
 // layout, frame rate, latest frame age, and every reader. It maps segments read-only and writes nothing.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -298,10 +296,8 @@ int main(int argc, char** argv) {
       name = arg;
     }
   }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop = 1; };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
   int rc = kExitOk;
   do {
     if (watch > 0 && !json) std::printf("\033[H\033[2J");
