@@ -77,8 +77,9 @@ demo_gstreamer() {
   PIDS=()
 
   local caps writer_caps frames sample
-  caps=$(grep -m1 -o 'shmxsrc0.GstPad:src: caps = .*' "$LOG_DIR/reader.log" | sed 's/^.*caps = //' || true)
-  writer_caps=$(grep -m1 -o 'shmxsink0.GstPad:sink: caps = .*' "$LOG_DIR/writer.log" | sed 's/^.*caps = //' || true)
+  # The pad's type name is part of the line (GstPad, GstShmxSinkPad...): not matched literally.
+  caps=$(grep -m1 -o 'shmxsrc0\.[A-Za-z]*:src: caps = .*' "$LOG_DIR/reader.log" | sed 's/^.*caps = //' || true)
+  writer_caps=$(grep -m1 -o 'shmxsink0\.[A-Za-z]*:sink: caps = .*' "$LOG_DIR/writer.log" | sed 's/^.*caps = //' || true)
   frames=$(grep -c 'last-message = chain' "$LOG_DIR/reader.log" || true)
 
   echo

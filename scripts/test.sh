@@ -110,7 +110,23 @@ stage_bench() { run_stage_script bench-smoke scripts/stages/bench-smoke.sh; }
 # The library cross-built for Windows (mingw-w64); unit and multiproc suites and the examples under Wine.
 stage_windows() { run_stage_script windows scripts/stages/windows.sh; }
 
-STAGES=(default asan tsan fuzz bench windows)
+# README's first command, scripts/run.sh, as a newcomer runs it (its build/ is the default stage's):
+# the two-process demo must end with "demo OK".
+stage_demo() {
+  shmx_heading "stage demo: scripts/run.sh"
+  local log status=0
+  log=$(mktemp)
+  SHMX_DEMO_SECONDS=3 bash scripts/run.sh </dev/null 2>&1 | tee "$log" || status=$?
+  if ((status == 0)) && grep -q '^demo OK' "$log"; then
+    stage_result demo 1 0 0
+  else
+    echo "stage demo: scripts/run.sh exited $status without 'demo OK'" >&2
+    stage_result demo 0 1 0
+  fi
+  rm -f "$log"
+}
+
+STAGES=(default demo asan tsan fuzz bench windows)
 
 # Fails the run if it left new shmx segments in /dev/shm (ones present before the run are ignored).
 check_shm_leftovers() {
