@@ -63,7 +63,8 @@ void MonotonicClock::reset() {
 }
 
 void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t publish, uint64_t arrival,
-                          uint64_t base, uint64_t session, uint16_t stream, GstClockTime& pts, GstClockTime& dts) {
+                          uint64_t base, uint64_t run, uint64_t session, uint16_t stream, GstClockTime& pts,
+                          GstClockTime& dts) {
   // The writer's capture-to-publish delay, plus the reader's wake-up: what the reader must report.
   const uint64_t delay = (publish > pts_capture ? publish - pts_capture : 0) + kWakeUpMargin;
   const GstClockTime latency = latency_.load(std::memory_order_relaxed);
@@ -71,17 +72,19 @@ void CaptureTimeline::map(uint64_t pts_capture, uint64_t dts_capture, uint64_t p
     latency_.store(delay, std::memory_order_relaxed);
     latency_changed_ = true;
   }
-  if (base != base_) last_pts_.clear();  // a new running time: timestamps start again
+  // A new run (the element's base time changed): timestamps start again. Not `base`, which moves by
+  // the sampled offset of a clock other than the monotonic system clock at every call.
+  if (run != run_) last_pts_.clear();
   if (last_pts_.size() <= stream) last_pts_.resize(stream + 1u, GST_CLOCK_TIME_NONE);
   const int64_t true_rt = static_cast<int64_t>(pts_capture - base);
-  if (!anchored_ || base != base_ || session != session_) {
+  if (!anchored_ || run != run_ || session != session_) {
     // The first frame of a session: at its true running time if that is >= 0 and on time (it
     // arrives no later than its running time plus the latency), else the least later time that is.
     const int64_t on_time = static_cast<int64_t>(arrival - base) - static_cast<int64_t>(latency_.load());
     const int64_t target = std::max<int64_t>({true_rt, on_time, 0});
     shift_ = target - true_rt;
     anchored_ = true;
-    base_ = base;
+    run_ = run;
     session_ = session;
   }
   const int64_t rt = std::max<int64_t>(true_rt + shift_, 0);
@@ -106,7 +109,7 @@ bool CaptureTimeline::take_latency_changed() {
 
 void CaptureTimeline::reset() {
   anchored_ = false;
-  base_ = session_ = 0;
+  run_ = session_ = 0;
   shift_ = 0;
   last_pts_.clear();
   latency_.store(GST_CLOCK_TIME_NONE, std::memory_order_relaxed);

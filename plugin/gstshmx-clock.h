@@ -56,12 +56,14 @@ class CaptureTimeline {
   static constexpr uint64_t kWakeUpMargin = 2 * GST_MSECOND;
 
   // pts_capture / dts_capture: monotonic ns (dts may be UINT64_MAX = none); publish: the frame's
-  // commit time; arrival: now; base: monotonic time of running time 0; session: the writer's;
+  // commit time; arrival: now; base: monotonic time of running time 0; run: the element's base time
+  // (identifies the run; base itself moves with the sampled offset of a non-monotonic clock); session:
+  // the writer's;
   // stream: the buffer's stream (every stream of a session shares one shift, so streams stay in
   // step). Sets pts (strictly increasing per stream within a base time) and dts (GST_CLOCK_TIME_NONE
   // if none).
   void map(uint64_t pts_capture, uint64_t dts_capture, uint64_t publish, uint64_t arrival, uint64_t base,
-           uint64_t session, uint16_t stream, GstClockTime& pts, GstClockTime& dts);
+           uint64_t run, uint64_t session, uint16_t stream, GstClockTime& pts, GstClockTime& dts);
   // GST_CLOCK_TIME_NONE before the first frame.
   GstClockTime latency() const { return latency_.load(std::memory_order_relaxed); }
   // True once after the latency grew (the caller posts a LATENCY message).
@@ -70,7 +72,7 @@ class CaptureTimeline {
 
  private:
   bool anchored_ = false;
-  uint64_t base_ = 0;
+  uint64_t run_ = 0;  // the element's base time (pipeline clock) of the anchored run
   uint64_t session_ = 0;
   int64_t shift_ = 0;  // added to capture - base; >= 0
   std::vector<GstClockTime> last_pts_;  // per stream

@@ -381,15 +381,17 @@ static const char kListingStreams[] = "listing the streams";
 // as the segment's metadata. Fails when two streams have the same name.
 static shmx::Status gst_shmx_sink_list_streams(SinkState& state, std::vector<shmx::StreamInfo>& out) {
   std::lock_guard<std::mutex> locker(state.streams_lock);
-  out.clear();
+  // Listed aside: on failure `out` (the metadata) and the wire indices stay as they were.
+  std::vector<shmx::StreamInfo> listed;
   for (const auto& [number, input] : state.inputs) {
     if (!input.has_caps) continue;
-    for (const shmx::StreamInfo& listed : out)
-      if (listed.name == input.info.name)
-        return shmx::Status(shmx::Errc::InvalidArgument, "two pads carry a stream named '" + listed.name +
+    for (const shmx::StreamInfo& other : listed)
+      if (other.name == input.info.name)
+        return shmx::Status(shmx::Errc::InvalidArgument, "two pads carry a stream named '" + other.name +
                                                              "': give each pad a unique stream-name");
-    out.push_back(input.info);
+    listed.push_back(input.info);
   }
+  out = std::move(listed);
   int wire_index = 0;
   for (auto& [number, input] : state.inputs) input.wire_index = input.has_caps ? wire_index++ : -1;
   return shmx::Status::ok();
@@ -589,17 +591,21 @@ static gboolean gst_shmx_sink_start(GstBaseSink* sink) {
   return TRUE;
 }
 
-// Drops the queued buffers and the per-run facts of every stream (their caps stay: a restarted
-// upstream sends them again, and a stream without new caps keeps its old ones).
-static void gst_shmx_sink_reset_inputs(SinkState& state) {
+// Drops the queued buffers and the segments of every stream; with `segment_closed` (the segment is
+// gone) also their wire indices and buffer counts. Their caps stay: a restarted upstream sends them
+// again, and a stream without new caps keeps its old ones. While the segment lives, the counts go on:
+// readers output a buffer only when its stream's count changed.
+static void gst_shmx_sink_reset_inputs(SinkState& state, bool segment_closed) {
   std::vector<GstBuffer*> dropped;
   {
     std::lock_guard<std::mutex> locker(state.streams_lock);
     for (auto& [number, input] : state.inputs) {
       for (QueuedBuffer& queued : input.queue) dropped.push_back(queued.buffer);
       input.queue.clear();
-      input.wire_index = -1;
-      input.received = 0;
+      if (segment_closed) {
+        input.wire_index = -1;
+        input.received = 0;
+      }
       gst_segment_init(&input.segment, GST_FORMAT_TIME);
     }
   }
@@ -630,7 +636,7 @@ static gboolean gst_shmx_sink_stop(GstBaseSink* sink) {
     state.pool = nullptr;
     state.pool_caps = nullptr;
   }
-  gst_shmx_sink_reset_inputs(state);
+  gst_shmx_sink_reset_inputs(state, true);
   state.slot_payload = 0;
   state.session = 0;
   return TRUE;
@@ -1140,18 +1146,25 @@ static bool gst_shmx_sink_request_caps(GstShmxSink* self, GstPad* pad, GstCaps* 
   GST_DEBUG_OBJECT(pad, "caps %" GST_PTR_FORMAT ", stream '%s'", caps, info.name.c_str());
   shmx::Status status;
   const char* what = kListingStreams;
+  std::vector<GstBuffer*> dropped;
   {
     std::lock_guard<std::mutex> publish_locker(state.publish_lock);
     {
       std::lock_guard<std::mutex> locker(state.streams_lock);
       for (auto& [number, input] : state.inputs) {
         if (input.pad != pad) continue;
+        // Buffers queued under other caps must not go out described by the new ones.
+        if (input.has_caps && input.info.type != info.type) {
+          for (QueuedBuffer& queued : input.queue) dropped.push_back(queued.buffer);
+          input.queue.clear();
+        }
         input.info = std::move(info);
         input.has_caps = true;
       }
     }
     status = gst_shmx_sink_update_metadata(state, what);
   }
+  for (GstBuffer* buffer : dropped) gst_buffer_unref(buffer);
   if (!status) {
     gst_shmx_sink_post_metadata_error(self, state.settings.segment, status, what);
     return false;
@@ -1301,7 +1314,19 @@ static GstStateChangeReturn gst_shmx_sink_change_state(GstElement* element, GstS
   // stream-timeout counts from going to PLAYING when the primary stream has sent nothing since.
   if (transition == GST_STATE_CHANGE_PAUSED_TO_PLAYING)
     self->state->primary_active_us = g_get_monotonic_time();
-  return GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  const GstStateChangeReturn result = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
+    // The pads are deactivated now (no chain runs). start()/stop() are NULL<->READY in GstBaseSink, so
+    // a READY->PAUSED->PLAYING run must not begin with the last run's queued buffers (their running
+    // times belong to its segments) nor with its primary EOS (which would keep stream-timeout off).
+    SinkState& state = *self->state;
+    {
+      std::lock_guard<std::mutex> locker(state.publish_lock);
+      state.primary_eos = false;
+    }
+    gst_shmx_sink_reset_inputs(state, false);
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------

@@ -636,7 +636,8 @@ static GstFlowReturn gst_shmx_src_update_streams(GstShmxSrc* self, const SrcSett
   }
   gst_caps_unref(caps);
 
-  // The others, on sometimes pads. A pad stays while its stream keeps its index and name.
+  // The others, on sometimes pads. A pad stays while the writer has a selected stream of its name (a
+  // writer that releases a request pad renumbers the streams after it); unnamed streams by index.
   std::vector<SrcStream> previous;
   {
     std::lock_guard<std::mutex> locker(state.pads_lock);
@@ -644,12 +645,16 @@ static GstFlowReturn gst_shmx_src_update_streams(GstShmxSrc* self, const SrcSett
   }
   std::vector<SrcStream> next;
   for (SrcStream& stream : previous) {
-    const bool kept = std::find(selected.begin() + 1, selected.end(), stream.index) != selected.end() &&
-                      metadata->streams[stream.index].name == stream.name;
-    if (kept)
+    auto found = std::find_if(selected.begin() + 1, selected.end(), [&](uint16_t index) {
+      const std::string& name = metadata->streams[index].name;
+      return stream.name.empty() ? index == stream.index && name.empty() : name == stream.name;
+    });
+    if (found != selected.end()) {
+      stream.index = *found;
       next.push_back(stream);
-    else
+    } else {
       gst_shmx_src_remove_stream(self, stream, true);
+    }
   }
   bool added = false;
   for (auto index = selected.begin() + 1; index != selected.end(); ++index) {
@@ -816,7 +821,8 @@ static GstFlowReturn gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const shmx
         info.pts_monotonic_ns != gst_shmx::kNoTime ? info.pts_monotonic_ns : frame.header.publish_ns;
     GstClockTime pts = GST_CLOCK_TIME_NONE, dts = GST_CLOCK_TIME_NONE;
     state.timeline.map(pts_monotonic, info.dts_monotonic_ns, frame.header.publish_ns, shmx::monotonic_ns(),
-                       base_monotonic, frame.header.session_id, index, pts, dts);
+                       base_monotonic, gst_element_get_base_time(GST_ELEMENT(self)), frame.header.session_id,
+                       index, pts, dts);
     GST_BUFFER_PTS(buffer) = pts;
     GST_BUFFER_DTS(buffer) = dts;
     if (state.timeline.take_latency_changed()) {

@@ -187,6 +187,29 @@ GST_START_TEST(test_timestamps_mapped_to_clock) {
     fail_if(reader.has_error());
     fail_if(writer.has_error());
   }
+  {
+    // A reader pipeline on another clock (here the system clock in realtime mode): its offset to
+    // CLOCK_MONOTONIC is sampled per buffer and jitters, yet the late joiner's timeline is anchored
+    // once: strictly increasing PTS (mapped_captures checks), starting near 0.
+    const std::string segment = segment_name("clock-other");
+    Pipeline writer(video_writer(segment, 64));
+    writer.play();
+    sleep_ms(300);
+    Pipeline reader("shmxsrc segment=" + segment + " ! appsink name=mapped sync=false   shmxsrc segment=" +
+                    segment + " timestamp-mode=original ! appsink name=original sync=false");
+    GstClock* realtime = GST_CLOCK(g_object_new(GST_TYPE_SYSTEM_CLOCK, "clock-type", GST_CLOCK_TYPE_REALTIME, nullptr));
+    gst_pipeline_use_clock(GST_PIPELINE(reader.pipeline), realtime);
+    gst_object_unref(realtime);
+    reader.play();
+    const auto mapped = mapped_captures(reader, "mapped", 20);
+    GstClockTime first = GST_CLOCK_TIME_NONE;
+    for (const auto& [offset, m] : mapped)
+      if (!GST_CLOCK_TIME_IS_VALID(first) || m.clock_capture < first) first = m.clock_capture;
+    const GstClockTime first_pts = first - gst_element_get_base_time(reader.pipeline);
+    fail_unless(first_pts < 200 * GST_MSECOND, "first PTS %" GST_TIME_FORMAT, GST_TIME_ARGS(first_pts));
+    fail_if(reader.has_error());
+    fail_if(writer.has_error());
+  }
 }
 GST_END_TEST;
 

@@ -357,6 +357,42 @@ GST_START_TEST(test_writer_restart_changes_streams) {
 }
 GST_END_TEST;
 
+// A writer that renumbers its streams within a session (shmxsink closes the gap a released request pad
+// leaves): a stream that keeps its name keeps its pad, gets no EOS, and its buffers go on.
+GST_START_TEST(test_renumbered_stream_keeps_its_pad) {
+  const std::string segment = segment_name("renumber");
+  LibWriter writer(segment, {{"video", kVideoCaps}, {"pose", "application/x-pose"}, {"imu", kImuCaps}});
+  fail_unless(writer.created_status.is_ok());
+  Pipeline reader(reader_launch(segment, "timestamp-mode=original", {"imu"}));
+  GstElement* src = reader.get("r");
+  reader.play();
+  writer.publish({{0, 1, 16, 1, GST_SECOND}, {1, 51, 8, 1, GST_SECOND}, {2, 101, 24, 1, GST_SECOND}});
+  GstSample* sample = reader.pull("imu", 3000);
+  check_sample(sample, 101, 24);
+  gst_sample_unref(sample);
+  GstPad* imu_pad = gst_element_get_static_pad(src, "src_imu");
+  fail_unless(imu_pad != nullptr);
+
+  // 'pose' goes: 'imu' moves from index 2 to 1.
+  shmx::StreamInfo video, imu;
+  video.name = "video";
+  video.type = kVideoCaps;
+  imu.name = "imu";
+  imu.type = kImuCaps;
+  fail_unless(writer.server.set_metadata({video, imu}).is_ok());
+  writer.publish({{0, 2, 16, 2, 2 * GST_SECOND}, {1, 102, 24, 2, 2 * GST_SECOND}});
+  sample = reader.pull("imu", 3000);
+  check_sample(sample, 102, 24);
+  gst_sample_unref(sample);
+  GstPad* kept = gst_element_get_static_pad(src, "src_imu");
+  fail_unless(kept == imu_pad, "the pad of a renumbered stream was replaced");
+  gst_object_unref(kept);
+  gst_object_unref(imu_pad);
+  fail_if(gst_app_sink_is_eos(GST_APP_SINK(reader.get("imu"))), "EOS on a stream that goes on");
+  fail_if(reader.has_error());
+}
+GST_END_TEST;
+
 // A reader stopped and started again: its sometimes pads go at the stop (GstBaseSrc starts streaming with
 // `src` its only source pad) and come again at the start, with stream-start, caps and segment, and the
 // latest frame.
@@ -585,6 +621,7 @@ static Suite* streams_suite() {
   tcase_add_test(tc, test_streams_property);
   tcase_add_test(tc, test_library_segment);
   tcase_add_test(tc, test_writer_restart_changes_streams);
+  tcase_add_test(tc, test_renumbered_stream_keeps_its_pad);
   tcase_add_test(tc, test_reader_restart_adds_pads_again);
   tcase_add_test(tc, test_upstream_event_from_stream_pad);
   tcase_add_test(tc, test_unlinked_src_does_not_stop_others);
