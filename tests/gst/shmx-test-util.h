@@ -39,6 +39,20 @@ inline std::string segment_name(const char* what) {
 }
 
 inline std::string shm_path(const std::string& segment) { return "/dev/shm/shmx." + segment; }
+
+// One numeric field (guint64 or guint) of an element's 'stats' structure; a missing field fails the test.
+inline guint64 stats_field(GstElement* element, const char* field) {
+  GstStructure* stats = nullptr;
+  g_object_get(element, "stats", &stats, nullptr);
+  guint64 value = 0;
+  if (!gst_structure_get_uint64(stats, field, &value)) {
+    guint small = 0;
+    fail_unless(gst_structure_get_uint(stats, field, &small), "no stats field %s in %" GST_PTR_FORMAT, field, stats);
+    value = small;
+  }
+  gst_structure_free(stats);
+  return value;
+}
 inline bool segment_exists(const std::string& segment) {
   return access(shm_path(segment).c_str(), F_OK) == 0;
 }

@@ -299,12 +299,7 @@ GST_START_TEST(test_slot_growth) {
   fail_unless_equals_uint64(GST_BUFFER_OFFSET(buffer), 2);
   fail_unless_equals_int(gst_buffer_get_size(buffer), 3 << 20);
   gst_buffer_unref(buffer);
-  GstStructure* stats = nullptr;
-  g_object_get(writer.element, "stats", &stats, nullptr);
-  guint64 recreations = 0;
-  fail_unless(gst_structure_get_uint64(stats, "segment-recreations", &recreations));
-  fail_unless_equals_uint64(recreations, 1);
-  gst_structure_free(stats);
+  fail_unless_equals_uint64(stats_field(writer.element, "segment-recreations"), 1);
 }
 GST_END_TEST;
 

@@ -237,14 +237,7 @@ GST_START_TEST(test_slow_reader_does_not_slow_writer) {
               "readers did not attach");
   kill(stalled, SIGSTOP);
 
-  auto published = [&] {
-    GstStructure* stats = nullptr;
-    g_object_get(sink, "stats", &stats, nullptr);
-    guint64 n = 0;
-    gst_structure_get_uint64(stats, "frames-published", &n);
-    gst_structure_free(stats);
-    return n;
-  };
+  auto published = [&] { return stats_field(sink, "frames-published"); };
   const guint64 before = published();
   sleep_ms(1000);
   const guint64 rate = published() - before;

@@ -101,14 +101,6 @@ std::string reader_launch(const std::string& segment, const std::string& propert
   return launch;
 }
 
-guint64 stat(GstElement* src, const char* field) {
-  GstStructure* stats = nullptr;
-  g_object_get(src, "stats", &stats, nullptr);
-  guint64 value = G_MAXUINT64;
-  fail_unless(gst_structure_get_uint64(stats, field, &value), "no %s in stats", field);
-  gst_structure_free(stats);
-  return value;
-}
 
 GstClockTime publish_time(GstBuffer* buffer) {
   GstCaps* reference = gst_caps_from_string("timestamp/x-shmx-publish");
@@ -178,8 +170,8 @@ GST_START_TEST(test_two_streams_in_step) {
       gst_sample_unref(imu);
     }
     fail_unless(has_pad(src, "src_imu"));
-    fail_unless_equals_uint64(stat(src, "frames-zero-copy"), copy ? 0 : 10);
-    fail_unless_equals_uint64(stat(src, "frames-copied"), copy ? 10 : 0);
+    fail_unless_equals_uint64(stats_field(src, "frames-zero-copy"), copy ? 0 : 10);
+    fail_unless_equals_uint64(stats_field(src, "frames-copied"), copy ? 10 : 0);
     fail_if(reader.has_error());
   }
 }
@@ -226,8 +218,8 @@ GST_START_TEST(test_repeats_not_output_twice) {
   expect("imu", 105, 24, true);
   expect_none("main");
 
-  fail_unless_equals_uint64(stat(src, "repeats-skipped"), 3);
-  fail_unless_equals_uint64(stat(src, "frames-received"), 5);
+  fail_unless_equals_uint64(stats_field(src, "repeats-skipped"), 3);
+  fail_unless_equals_uint64(stats_field(src, "frames-received"), 5);
   fail_if(reader.has_error());
 }
 GST_END_TEST;
@@ -248,7 +240,7 @@ GST_START_TEST(test_streams_property) {
     gst_sample_unref(imu);
     fail_if(has_pad(reader.get("r"), "src_video"), "an unselected stream got a pad");
     fail_unless_equals_uint64(
-        stat(reader.get("r"), "frames-zero-copy") + stat(reader.get("r"), "frames-copied"), 1);
+        stats_field(reader.get("r"), "frames-zero-copy") + stats_field(reader.get("r"), "frames-copied"), 1);
     fail_if(reader.has_error());
   }
   {
@@ -352,7 +344,7 @@ GST_START_TEST(test_writer_restart_changes_streams) {
   check_sample(imu, 102, 24);
   gst_sample_unref(video);
   gst_sample_unref(imu);
-  fail_unless(wait_until(1000, [&] { return stat(src, "not-linked") == 1; }), "gps buffer not counted");
+  fail_unless(wait_until(1000, [&] { return stats_field(src, "not-linked") == 1; }), "gps buffer not counted");
   fail_if(reader.has_error());
 }
 GST_END_TEST;
@@ -479,7 +471,7 @@ GST_START_TEST(test_unlinked_src_does_not_stop_others) {
     check_sample(imu, 100 + i, 24);
     gst_sample_unref(imu);
   }
-  fail_unless(wait_until(1000, [&] { return stat(reader.get("r"), "not-linked") == 3; }));
+  fail_unless(wait_until(1000, [&] { return stats_field(reader.get("r"), "not-linked") == 3; }));
   fail_if(reader.has_error());
 }
 GST_END_TEST;

@@ -302,14 +302,7 @@ GST_START_TEST(test_idle_stream_does_not_stall) {
 
   // The camera's frames stay zero-copy with the other stream appended after the image.
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "s");
-  auto zero_copy_frames = [&] {
-    GstStructure* stats = nullptr;
-    g_object_get(sink, "stats", &stats, nullptr);
-    guint64 frames = 0;
-    gst_structure_get_uint64(stats, "frames-zero-copy", &frames);
-    gst_structure_free(stats);
-    return frames;
-  };
+  auto zero_copy_frames = [&] { return stats_field(sink, "frames-zero-copy"); };
   const guint64 before = zero_copy_frames();
   for (int i = 0; i < 5; ++i) {
     const StreamInFrame imu = stream_in_frame(reader.next(), 1);
@@ -481,13 +474,8 @@ GST_START_TEST(test_other_streams_size_the_slots) {
     GstHarness* depth = writer.add("sink_1", "depth", "application/x-depth");
     fail_unless_equals_int(gst_harness_push(depth, make_buffer(300000, 9, 0)), GST_FLOW_OK);
     fail_unless_equals_int(gst_harness_push(video, make_buffer(256, 1, 10 * kMs)), GST_FLOW_OK);
-    GstStructure* stats = nullptr;
-    g_object_get(writer.element, "stats", &stats, nullptr);
-    guint64 recreations = 0, slot_size = 0;
-    fail_unless(gst_structure_get_uint64(stats, "segment-recreations", &recreations));
-    fail_unless(gst_structure_get_uint64(stats, "slot-size", &slot_size));
-    gst_structure_free(stats);
-    fail_unless_equals_uint64(recreations, 1);
+    const guint64 slot_size = stats_field(writer.element, "slot-size");
+    fail_unless_equals_uint64(stats_field(writer.element, "segment-recreations"), 1);
     fail_unless(slot_size >= 300000 + 256, "slots of %" G_GUINT64_FORMAT " bytes", slot_size);
     TestReader reader(segment);
     shmx::Result<shmx::FrameView> frame = reader.client.read_latest();

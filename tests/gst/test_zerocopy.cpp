@@ -16,18 +16,6 @@ namespace {
 const char* kCaps = "video/x-raw,format=RGBA,width=64,height=48,framerate=30/1";
 constexpr gsize kFrameSize = 64 * 48 * 4;
 
-guint64 stat_u64(GstElement* element, const char* field) {
-  GstStructure* stats = nullptr;
-  g_object_get(element, "stats", &stats, nullptr);
-  guint64 value = 0;
-  if (!gst_structure_get_uint64(stats, field, &value)) {
-    guint small = 0;
-    fail_unless(gst_structure_get_uint(stats, field, &small), "no stats field %s", field);
-    value = small;
-  }
-  gst_structure_free(stats);
-  return value;
-}
 
 // True when `address` lies in a mapping of the segment's shared-memory object in this process, writable
 // (the writer's mapping) or not.
@@ -165,26 +153,26 @@ GST_START_TEST(test_pool_buffer_reaches_shared_memory_without_copy) {
   GstBuffer* buffer = writer.pool_buffer(0xa5, &written);
   fail_unless(in_segment_mapping(segment, written, true), "upstream did not write into the segment");
   fail_unless_equals_int(gst_harness_push(writer.h, buffer), GST_FLOW_OK);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-zero-copy"), 1);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-copied"), 1);  // the plain first buffer
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-zero-copy"), 1);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-copied"), 1);  // the plain first buffer
 
   GstBuffer* got = reader.pull_offset(0xa5);
   fail_unless(got != nullptr, "the reader did not get the pool buffer's frame");
   const guint8* read_at = nullptr;
   fail_unless(all_bytes(got, 0xa5, &read_at), "the reader did not get the pattern");
   fail_unless(in_segment_mapping(segment, read_at, false), "the reader's buffer does not wrap the slot");
-  fail_unless(stat_u64(reader.element, "frames-zero-copy") >= 1);
+  fail_unless(stats_field(reader.element, "frames-zero-copy") >= 1);
   gst_buffer_unref(got);
 
   // A pool buffer that someone else still references is copied: the extra holder's bytes stay valid.
   GstBuffer* shared = writer.pool_buffer(0x3c);
   gst_buffer_ref(shared);
   fail_unless_equals_int(gst_harness_push(writer.h, shared), GST_FLOW_OK);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-copied"), 2);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-copied"), 2);
   for (guint8 i = 10; i < 40; ++i) fail_unless_equals_int(writer.push_plain(i), GST_FLOW_OK);
   fail_unless(all_bytes(shared, 0x3c), "a referenced pool buffer was overwritten");
   gst_buffer_unref(shared);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-dropped"), 0);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-dropped"), 0);
 }
 GST_END_TEST;
 
@@ -197,18 +185,18 @@ GST_START_TEST(test_pool_buffer_survives_segment_recreation) {
   writer.query_pool();
   GstBuffer* early = writer.pool_buffer(0x77);
   fail_unless_equals_int(writer.push_plain(2, kFrameSize * 4), GST_FLOW_OK);  // grows the slots
-  fail_unless_equals_uint64(stat_u64(writer.element, "segment-recreations"), 1);
+  fail_unless_equals_uint64(stats_field(writer.element, "segment-recreations"), 1);
   Reader reader(segment);
   fail_unless_equals_int(gst_harness_push(writer.h, early), GST_FLOW_OK);
   GstBuffer* got = reader.pull_offset(0x77);
   fail_unless(got != nullptr);
   fail_unless(all_bytes(got, 0x77));
   gst_buffer_unref(got);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-zero-copy"), 0);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-zero-copy"), 0);
   // Buffers acquired from now on loan slots of the new segment.
   GstBuffer* late = writer.pool_buffer(0x78);
   fail_unless_equals_int(gst_harness_push(writer.h, late), GST_FLOW_OK);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-zero-copy"), 1);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-zero-copy"), 1);
 }
 GST_END_TEST;
 
@@ -225,14 +213,14 @@ GST_START_TEST(test_pool_without_free_slot_falls_back) {
   GstBuffer* unloaned = writer.pool_buffer(0x13, &third_at);  // the two other slots are loaned
   fail_unless(in_segment_mapping(segment, first_at, true) && in_segment_mapping(segment, second_at, true));
   fail_if(in_segment_mapping(segment, third_at, true), "a fourth loan out of three slots");
-  fail_unless_equals_uint64(stat_u64(writer.element, "pool-fallbacks"), 1);
+  fail_unless_equals_uint64(stats_field(writer.element, "pool-fallbacks"), 1);
 
   Reader reader(segment);
   fail_unless_equals_int(gst_harness_push(writer.h, loaned_a), GST_FLOW_OK);
   fail_unless_equals_int(gst_harness_push(writer.h, loaned_b), GST_FLOW_OK);
   fail_unless_equals_int(gst_harness_push(writer.h, unloaned), GST_FLOW_OK);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-zero-copy"), 2);
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-copied"), 2);  // the plain first buffer too
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-zero-copy"), 2);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-copied"), 2);  // the plain first buffer too
   GstBuffer* got = reader.pull_offset(0x13);
   fail_unless(got != nullptr);
   fail_unless(all_bytes(got, 0x13));
@@ -252,18 +240,18 @@ GST_START_TEST(test_held_slot_never_overwritten) {
   const guint8* held_at = nullptr;
   fail_unless(all_bytes(held, 1, &held_at));
   fail_unless(in_segment_mapping(segment, held_at, false), "the buffer does not wrap the slot");
-  fail_unless(wait_until(1000, [&] { return stat_u64(writer.element, "slots-held") == 1; }));
+  fail_unless(wait_until(1000, [&] { return stats_field(writer.element, "slots-held") == 1; }));
 
   for (guint8 i = 2; i < 40; ++i) fail_unless_equals_int(writer.push_plain(i), GST_FLOW_OK);  // > 4 slots
   fail_unless(all_bytes(held, 1), "a held slot was overwritten");
-  fail_unless_equals_uint64(stat_u64(writer.element, "frames-dropped"), 0);
+  fail_unless_equals_uint64(stats_field(writer.element, "frames-dropped"), 0);
   // The reader has read the last frame (a copy: its one hold is taken) and waits: no hold is pending.
   GstBuffer* last = reader.pull_offset(39);
   fail_unless(last != nullptr);
   gst_buffer_unref(last);
 
   gst_buffer_unref(held);  // the slot goes back to the writer (the library's tests show it is loanable)
-  fail_unless(wait_until(1000, [&] { return stat_u64(writer.element, "slots-held") == 0; }));
+  fail_unless(wait_until(1000, [&] { return stats_field(writer.element, "slots-held") == 0; }));
 }
 GST_END_TEST;
 
@@ -280,15 +268,15 @@ GST_START_TEST(test_copy_fallback_when_too_many_held) {
     kept.push_back(reader.pull_offset(i));
   }
   for (GstBuffer* buffer : kept) fail_unless(buffer != nullptr);
-  fail_unless_equals_uint64(stat_u64(reader.element, "frames-zero-copy"), 2);
-  fail_unless(stat_u64(reader.element, "copy-fallbacks") >= 3);
-  fail_unless_equals_uint64(stat_u64(reader.element, "frames-copied"), 3);
-  fail_unless(stat_u64(writer.element, "slots-held") <= 2);
+  fail_unless_equals_uint64(stats_field(reader.element, "frames-zero-copy"), 2);
+  fail_unless(stats_field(reader.element, "copy-fallbacks") >= 3);
+  fail_unless_equals_uint64(stats_field(reader.element, "frames-copied"), 3);
+  fail_unless(stats_field(writer.element, "slots-held") <= 2);
   for (guint8 i = 0; i < kept.size(); ++i) {
     fail_unless(all_bytes(kept[i], i + 1));
     gst_buffer_unref(kept[i]);
   }
-  fail_unless(wait_until(1000, [&] { return stat_u64(writer.element, "slots-held") == 0; }));
+  fail_unless(wait_until(1000, [&] { return stats_field(writer.element, "slots-held") == 0; }));
   // copy=true copies every frame.
   Reader copier(segment);
   g_object_set(copier.element, "copy", TRUE, nullptr);  // MUTABLE_READY: takes effect on the next start
@@ -297,7 +285,7 @@ GST_START_TEST(test_copy_fallback_when_too_many_held) {
   fail_unless_equals_int(writer.push_plain(9), GST_FLOW_OK);
   GstBuffer* copied = copier.pull_offset(9);
   fail_unless(copied != nullptr);
-  fail_unless_equals_uint64(stat_u64(copier.element, "frames-zero-copy"), 0);
+  fail_unless_equals_uint64(stats_field(copier.element, "frames-zero-copy"), 0);
   gst_buffer_unref(copied);
 }
 GST_END_TEST;
@@ -318,9 +306,9 @@ GST_START_TEST(test_videotestsrc_uses_pool) {
       pop_message(bus, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR), 10000);
   fail_unless(done && GST_MESSAGE_TYPE(done) == GST_MESSAGE_EOS);
   gst_message_unref(done);
-  fail_unless_equals_uint64(stat_u64(sink, "frames-zero-copy"), 30);
-  fail_unless_equals_uint64(stat_u64(sink, "frames-copied"), 0);
-  fail_unless_equals_uint64(stat_u64(sink, "pool-fallbacks"), 0);
+  fail_unless_equals_uint64(stats_field(sink, "frames-zero-copy"), 30);
+  fail_unless_equals_uint64(stats_field(sink, "frames-copied"), 0);
+  fail_unless_equals_uint64(stats_field(sink, "pool-fallbacks"), 0);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(bus);
   gst_object_unref(sink);
@@ -347,16 +335,16 @@ GST_START_TEST(test_dead_reader_gives_slots_back) {
                                           "max-size-bytes=0 max-size-time=0 ! identity sleep-time=10000000 ! "
                                           "fakesink sync=false",
                                       30);
-  fail_unless(wait_until(5000, [&] { return stat_u64(sink, "slots-held") >= 2; }),
+  fail_unless(wait_until(5000, [&] { return stats_field(sink, "slots-held") >= 2; }),
               "the reader did not hold slots");
   kill_child(reader);
   GstMessage* reaped = wait_for_element_message(bus, "shmx-reader-reaped", 3000);
   fail_unless(reaped != nullptr, "the dead reader was not reaped");
   gst_message_unref(reaped);
-  fail_unless(wait_until(1000, [&] { return stat_u64(sink, "slots-held") == 0; }));
-  const guint64 before = stat_u64(sink, "frames-zero-copy");
+  fail_unless(wait_until(1000, [&] { return stats_field(sink, "slots-held") == 0; }));
+  const guint64 before = stats_field(sink, "frames-zero-copy");
   sleep_ms(200);
-  fail_unless(stat_u64(sink, "frames-zero-copy") > before, "frames stopped flowing");
+  fail_unless(stats_field(sink, "frames-zero-copy") > before, "frames stopped flowing");
   fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(bus);
