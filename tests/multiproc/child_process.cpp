@@ -25,6 +25,29 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   return *this;
 }
 
+std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto nl = buffer_.find('\n');
+    std::string line;
+    if (nl != std::string::npos) {
+      line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // Windows text output
+    } else if (out_fd_ == -1) {
+      return std::nullopt;
+    } else {
+      const Chunk chunk = read_chunk(deadline);
+      if (chunk == Chunk::Data) continue;
+      if (chunk == Chunk::Timeout || buffer_.empty()) return std::nullopt;
+      line = std::move(buffer_);  // the child's last line, without its newline
+      buffer_.clear();
+    }
+    transcript_ += line + "\n";
+    return line;
+  }
+}
+
 std::optional<std::string> ChildProcess::wait_for_line(const std::string& prefix,
                                                        std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

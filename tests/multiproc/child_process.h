@@ -47,6 +47,11 @@ class ChildProcess {
   bool running();
 
  private:
+  // What one read_chunk() call gave.
+  enum class Chunk { Data, Timeout, Closed };
+  // Appends what the child wrote to buffer_, waiting until `deadline` for something to arrive;
+  // Closed (and the pipe closed, out_fd_ = -1) at EOF. Per OS.
+  Chunk read_chunk(std::chrono::steady_clock::time_point deadline);
   void reset();
   int64_t pid_ = -1;
   intptr_t out_fd_ = -1;   // read end of the stdout pipe: a descriptor, or a HANDLE on Windows

@@ -58,39 +58,25 @@ void ChildProcess::reset() {
   exit_code_.reset();
 }
 
-std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+ChildProcess::Chunk ChildProcess::read_chunk(std::chrono::steady_clock::time_point deadline) {
   while (true) {
-    const auto nl = buffer_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
-      transcript_ += line + "\n";
-      return line;
-    }
-    if (out_fd_ < 0) return std::nullopt;
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
+    if (left.count() <= 0) return Chunk::Timeout;
     pollfd p{static_cast<int>(out_fd_), POLLIN, 0};
     const int ready = poll(&p, 1, static_cast<int>(left.count()));
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return std::nullopt;
+    if (ready <= 0) return Chunk::Timeout;
     char chunk[4096];
     const ssize_t n = read(static_cast<int>(out_fd_), chunk, sizeof(chunk));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       close(static_cast<int>(out_fd_));
       out_fd_ = -1;
-      if (!buffer_.empty()) {
-        std::string line = std::move(buffer_);
-        buffer_.clear();
-        transcript_ += line + "\n";
-        return line;
-      }
-      return std::nullopt;
+      return Chunk::Closed;
     }
     buffer_.append(chunk, static_cast<size_t>(n));
+    return Chunk::Data;
   }
 }
 

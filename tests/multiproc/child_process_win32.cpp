@@ -103,33 +103,17 @@ void ChildProcess::reset() {
   exit_code_.reset();
 }
 
-std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+ChildProcess::Chunk ChildProcess::read_chunk(std::chrono::steady_clock::time_point deadline) {
   while (true) {
-    const auto nl = buffer_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      transcript_ += line + "\n";
-      return line;
-    }
-    if (out_fd_ == -1) return std::nullopt;
     // Anonymous pipes cannot be waited on: look at what is there, and sleep a little when it is empty.
     DWORD available = 0;
     if (!PeekNamedPipe(handle_of(out_fd_), nullptr, 0, nullptr, &available, nullptr)) {
       CloseHandle(handle_of(out_fd_));  // broken pipe: the child closed its end (exited)
       out_fd_ = -1;
-      if (!buffer_.empty()) {
-        std::string line = std::move(buffer_);
-        buffer_.clear();
-        transcript_ += line + "\n";
-        return line;
-      }
-      return std::nullopt;
+      return Chunk::Closed;
     }
     if (available == 0) {
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      if (std::chrono::steady_clock::now() >= deadline) return Chunk::Timeout;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
@@ -139,6 +123,7 @@ std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds tim
                   nullptr))
       n = 0;
     buffer_.append(chunk, n);
+    return Chunk::Data;
   }
 }
 
