@@ -28,18 +28,7 @@ int64_t monotonic_offset(GstClock* clock) {
   return static_cast<int64_t>(before + (after - before) / 2) - static_cast<int64_t>(now);
 }
 
-bool monotonic_base_time(GstElement* element, uint64_t& out) {
-  GstClock* clock = gst_element_get_clock(element);
-  if (!clock) return false;
-  const GstClockTime base_time = gst_element_get_base_time(element);
-  const int64_t offset = monotonic_offset(clock);
-  gst_object_unref(clock);
-  if (!GST_CLOCK_TIME_IS_VALID(base_time)) return false;
-  out = static_cast<uint64_t>(static_cast<int64_t>(base_time) + offset);
-  return true;
-}
-
-bool MonotonicClock::base_time(GstElement* element, uint64_t& out) {
+bool MonotonicClock::base_time(GstElement* element, uint64_t& out, GstClockTime* element_base_time) {
   GstClock* clock = gst_element_get_clock(element);
   if (!clock) return false;
   if (clock != clock_) {
@@ -53,6 +42,7 @@ bool MonotonicClock::base_time(GstElement* element, uint64_t& out) {
   gst_object_unref(clock);
   if (!GST_CLOCK_TIME_IS_VALID(base_time)) return false;
   out = static_cast<uint64_t>(static_cast<int64_t>(base_time) + offset);
+  if (element_base_time) *element_base_time = base_time;
   return true;
 }
 

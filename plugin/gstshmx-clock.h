@@ -15,11 +15,8 @@ namespace gst_shmx {
 // default pipeline clock), a sampled offset for any other clock.
 int64_t monotonic_offset(GstClock* clock);
 
-// The CLOCK_MONOTONIC time at which `element`'s running time 0 occurred (its base time on the
-// monotonic clock), or false when the element has no clock.
-bool monotonic_base_time(GstElement* element, uint64_t& out);
-
-// monotonic_base_time() for every buffer: whether the element's clock is the monotonic system clock
+// The CLOCK_MONOTONIC time at which an element's running time 0 occurred (its base time on the
+// monotonic clock), for every buffer: whether the element's clock is the monotonic system clock
 // (offset 0) is looked up once per clock, not per call. One thread at a time.
 class MonotonicClock {
  public:
@@ -28,7 +25,9 @@ class MonotonicClock {
   MonotonicClock(const MonotonicClock&) = delete;
   MonotonicClock& operator=(const MonotonicClock&) = delete;
 
-  bool base_time(GstElement* element, uint64_t& out);
+  // False when the element has no clock or no base time. `element_base_time`, if given, receives the
+  // element's own base time (in its clock's time) too.
+  bool base_time(GstElement* element, uint64_t& out, GstClockTime* element_base_time = nullptr);
   void reset();
 
  private:

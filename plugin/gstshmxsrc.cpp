@@ -814,14 +814,15 @@ static GstFlowReturn gst_shmx_src_buffer_from_frame(GstShmxSrc* self, const shmx
   if (GstVideoMeta* meta = gst_buffer_get_video_meta(buffer)) gst_shmx_src_mark_pooled(&meta->meta);
 
   uint64_t base_monotonic = 0;
+  GstClockTime element_base_time = GST_CLOCK_TIME_NONE;
   if (settings.timestamp_mode == GST_SHMX_SRC_TIMESTAMP_MODE_CLOCK &&
-      state.clock.base_time(GST_ELEMENT(self), base_monotonic)) {
+      state.clock.base_time(GST_ELEMENT(self), base_monotonic, &element_base_time)) {
     // Without a capture time (no clock at the writer), the publish time is the best estimate.
     const uint64_t pts_monotonic =
         info.pts_monotonic_ns != gst_shmx::kNoTime ? info.pts_monotonic_ns : frame.header.publish_ns;
     GstClockTime pts = GST_CLOCK_TIME_NONE, dts = GST_CLOCK_TIME_NONE;
     state.timeline.map(pts_monotonic, info.dts_monotonic_ns, frame.header.publish_ns, shmx::monotonic_ns(),
-                       base_monotonic, gst_element_get_base_time(GST_ELEMENT(self)), frame.header.session_id,
+                       base_monotonic, element_base_time, frame.header.session_id,
                        index, pts, dts);
     GST_BUFFER_PTS(buffer) = pts;
     GST_BUFFER_DTS(buffer) = dts;
