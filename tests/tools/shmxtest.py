@@ -8,6 +8,7 @@ removes the segments it named from /dev/shm.
 """
 import atexit
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,12 @@ import traceback
 _PREFIX = f"t{os.getpid()}"
 _processes = []
 _results = {"count": 0, "failed": 0}
+
+
+def sh_command(block):
+    """One shell command from a ```sh block of the docs: comment lines dropped, backslash continuations joined."""
+    lines = [l for l in block.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    return re.sub(r"\\\n\s*", " ", "\n".join(lines)).strip()
 
 
 def segment(name):

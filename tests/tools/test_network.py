@@ -28,8 +28,7 @@ def recipe_commands():
         return []
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", section.group(0), re.S):
-        lines = [l for l in block.splitlines() if not l.lstrip().startswith("#")]
-        command = re.sub(r"\\\n\s*", " ", "\n".join(lines)).strip()
+        command = t.sh_command(block)
         if command:
             commands.append(command)
     return commands

@@ -30,7 +30,7 @@ def tutorial_commands():
     text = open(TUTORIAL, encoding="utf-8").read()
     commands = {}
     for name, body in re.findall(r"<!-- tutorial:([a-z]+) -->\s*```sh\n(.*?)```", text, re.S):
-        command = " ".join(l for l in body.splitlines() if l.strip() and not l.lstrip().startswith("#"))
+        command = t.sh_command(body)
         command = re.sub(r"\bsegment=cam0\b", f"segment={SEGMENT}", command)
         command = re.sub(r"(shmx-inspect(?: --json)?|appsink_consumer) cam0\b", rf"\1 {SEGMENT}", command)
         command = command.replace("location=cam0.mp4", f"location={RECORDING}")
