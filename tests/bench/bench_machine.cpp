@@ -3,6 +3,7 @@
 #include "bench_machine.h"
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -61,17 +62,41 @@ void futex_wake(std::atomic<uint32_t>* word) {
 
 }  // namespace
 
-FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds) {
+FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds, FutexPlacement placement) {
   FutexResult result;
   result.gap_ns = gap_ns;
+  result.placement = placement;
+  // Pinning is undone before returning: the parent gets its own affinity back.
+  cpu_set_t saved;
+  CPU_ZERO(&saved);
+  if (sched_getaffinity(0, sizeof saved, &saved) != 0) return result;
+  int parent_cpu = -1, child_cpu = -1;
+  if (placement != FutexPlacement::Free) {
+    if (!CPU_ISSET(0, &saved) || (placement == FutexPlacement::OtherCpus && !CPU_ISSET(1, &saved))) return result;
+    parent_cpu = 0;
+    child_cpu = placement == FutexPlacement::OtherCpus ? 1 : 0;
+  }
+  const auto pin = [](int cpu) {
+    if (cpu < 0) return true;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one) == 0;
+  };
   const size_t bytes = sizeof(PingPong) + sizeof(uint64_t) * static_cast<size_t>(rounds);
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return result;
+  // The child inherits the CPU it is pinned to; the parent moves to its own CPU after the fork.
+  if (!pin(child_cpu)) {
+    munmap(memory, bytes);
+    return result;
+  }
   auto* shared = new (memory) PingPong{};
   auto* samples = reinterpret_cast<uint64_t*>(static_cast<unsigned char*>(memory) + sizeof(PingPong));
 
   const pid_t child = fork();
   if (child < 0) {
+    sched_setaffinity(0, sizeof saved, &saved);
     munmap(memory, bytes);
     return result;
   }
@@ -89,6 +114,7 @@ FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds) {
     _exit(0);
   }
 
+  const bool placed = pin(parent_cpu);
   uint32_t answers = 0;
   for (int round = 0; round < rounds; ++round) {
     if (gap_ns) sleep_until_ns(now_ns() + gap_ns);
@@ -100,7 +126,9 @@ FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds) {
   }
   int status = 0;
   waitpid(child, &status, 0);
-  result.wake = summarize(std::vector<uint64_t>(samples, samples + rounds));
+  sched_setaffinity(0, sizeof saved, &saved);
+  result.measured = placed && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (result.measured) result.wake = summarize(std::vector<uint64_t>(samples, samples + rounds));
   munmap(memory, bytes);
   return result;
 }

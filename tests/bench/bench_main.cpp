@@ -229,6 +229,8 @@ MachineInfo measure_machine(bool quick) {
   machine.memcpy = measure_memcpy(8u << 20, quick ? 10 : 30);
   machine.futex_gap = measure_futex_wakeup(1000000, quick ? 300 : 2000);
   machine.futex_hot = measure_futex_wakeup(0, quick ? 2000 : 20000);
+  machine.futex_one_cpu = measure_futex_wakeup(1000000, quick ? 300 : 2000, FutexPlacement::OneCpu);
+  machine.futex_other_cpus = measure_futex_wakeup(1000000, quick ? 300 : 2000, FutexPlacement::OtherCpus);
   return machine;
 }
 
@@ -276,6 +278,8 @@ int run_controller(int argc, char** argv) {
   run.machine.memcpy = limits.memcpy;
   run.machine.futex_gap = limits.futex_gap;
   run.machine.futex_hot = limits.futex_hot;
+  run.machine.futex_one_cpu = limits.futex_one_cpu;
+  run.machine.futex_other_cpus = limits.futex_other_cpus;
 
   CaseContext context;
   context.work_dir = make_work_dir();

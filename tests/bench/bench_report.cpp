@@ -293,12 +293,17 @@ std::string render_report(const BenchRun& run, const std::vector<TargetCheck>& c
                    " MiB buffers (median of " + std::to_string(machine.memcpy.runs) + ")",
                format_number(machine.memcpy.gbytes_per_s, 2) + " GB/s = " + format_number(fps, 0) +
                    " frames/s of 1920x1080 RGBA at one memcpy per frame"});
-    for (const FutexResult* futex : {&machine.futex_gap, &machine.futex_hot}) {
+    for (const FutexResult* futex :
+         {&machine.futex_gap, &machine.futex_hot, &machine.futex_one_cpu, &machine.futex_other_cpus}) {
+      if (!futex->measured) continue;
       const std::string gap = futex->gap_ns
                                   ? format_number(static_cast<double>(futex->gap_ns) / 1e6, 0) + " ms gap"
                                   : "back to back";
-      table.add({"futex wake-up between two processes, " + gap + " (" + std::to_string(futex->wake.count) +
-                     " wake-ups)",
+      const char* placement = futex->placement == FutexPlacement::OneCpu      ? ", both pinned to one CPU"
+                              : futex->placement == FutexPlacement::OtherCpus ? ", pinned to two CPUs"
+                                                                              : "";
+      table.add({"futex wake-up between two processes, " + gap + placement + " (" +
+                     std::to_string(futex->wake.count) + " wake-ups)",
                  "p50 " + us(futex->wake.p50) + " us, p90 " + us(futex->wake.p90) + ", p99 " +
                      us(futex->wake.p99) + ", max " + us(futex->wake.max)});
     }
