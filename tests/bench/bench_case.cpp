@@ -220,6 +220,9 @@ class CaseRunner {
       reader.latency.p99 = line.number("lat_p99_ns");
       reader.latency.max = line.number("lat_max_ns");
       reader.latency.mean = line.number("lat_mean_ns");
+      reader.same_cpu = static_cast<uint64_t>(line.number("same_cpu"));
+      reader.same_cpu_p50_ns = line.number("lat_same_cpu_p50_ns");
+      reader.other_cpu_p50_ns = line.number("lat_other_cpu_p50_ns");
       reader.rss_kib = parse_list(line.get("rss_kib"));
       result_.readers.push_back(reader);
       if (reader.received == 0) fail("reader " + std::to_string(i) + " received no measured frame");

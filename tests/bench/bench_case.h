@@ -38,6 +38,10 @@ struct ReaderFigures {
   double delivered = 0;     // received / sent
   double cpu_per_frame_ns = 0;
   Summary latency;  // counts only; percentiles in ns
+  // Where frames arrived: on the CPU the publisher stamped them on, or another one (which had to be
+  // woken); p50 of each group in ns, -1 when the group is empty.
+  uint64_t same_cpu = 0;
+  double same_cpu_p50_ns = -1, other_cpu_p50_ns = -1;
   std::vector<uint64_t> rss_kib;
 };
 

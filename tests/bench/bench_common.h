@@ -24,8 +24,10 @@ struct FrameStamp {
   uint64_t sequence;    // 1, 2, 3... per publisher run
   uint32_t phase;       // Phase
   uint32_t magic;       // kStampMagic: tells a benchmark frame from anything else
+  int32_t cpu = -1;     // the CPU the publisher ran on when it stamped the frame (-1: unknown)
+  uint32_t reserved = 0;
 };
-static_assert(sizeof(FrameStamp) == 24, "FrameStamp is 24 bytes");
+static_assert(sizeof(FrameStamp) == 32, "FrameStamp is 32 bytes");
 
 inline constexpr uint32_t kStampMagic = 0x58424d53;  // "SMBX"
 

@@ -72,7 +72,8 @@ FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds, FutexPlacement pla
   if (sched_getaffinity(0, sizeof saved, &saved) != 0) return result;
   int parent_cpu = -1, child_cpu = -1;
   if (placement != FutexPlacement::Free) {
-    if (!CPU_ISSET(0, &saved) || (placement == FutexPlacement::OtherCpus && !CPU_ISSET(1, &saved))) return result;
+    if (!CPU_ISSET(0, &saved) || (placement == FutexPlacement::OtherCpus && !CPU_ISSET(1, &saved)))
+      return result;
     parent_cpu = 0;
     child_cpu = placement == FutexPlacement::OtherCpus ? 1 : 0;
   }

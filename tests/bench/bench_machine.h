@@ -38,6 +38,7 @@ struct FutexResult {
 // time, bumps a word and FUTEX_WAKEs; the child, blocked in FUTEX_WAIT, stamps its wake-up and
 // answers the same way (ping-pong), `rounds` times, placed as `placement` says. Call before any
 // thread exists (fork).
-FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds, FutexPlacement placement = FutexPlacement::Free);
+FutexResult measure_futex_wakeup(uint64_t gap_ns, int rounds,
+                                 FutexPlacement placement = FutexPlacement::Free);
 
 }  // namespace bench

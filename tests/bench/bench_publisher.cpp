@@ -267,6 +267,7 @@ PushResult GstOutlet::push(const FrameStamp& stamp) {
   // Stamped last, so that the latency covers exactly what the transport does with the frame.
   FrameStamp now = stamp;
   now.publish_ns = now_ns();
+  now.cpu = sched_getcpu();
   gst_buffer_fill(buffer, 0, &now, sizeof now);
   const GstFlowReturn flow = push_buffer(buffer);
   if (flow != GST_FLOW_OK) {
@@ -371,6 +372,7 @@ class LibOutlet : public Outlet {
     if (!data) return fail(data.status());
     FrameStamp now = stamp;
     now.publish_ns = now_ns();
+    now.cpu = sched_getcpu();
     std::memcpy(data.value(), &now, sizeof now);
     shmx::FrameInfo info;
     info.timestamp_ns = now.publish_ns;

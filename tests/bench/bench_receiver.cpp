@@ -4,6 +4,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,9 +31,11 @@ class Recorder {
     // show as growth in the resident-memory check). Past its size, a uniform sample is kept.
     const double expected = options.rate > 0 ? options.rate * options.duration_s * 1.2 + 1000 : kMaxSamples;
     latencies_.assign(static_cast<size_t>(std::min<double>(expected, kMaxSamples)), 0);
+    same_cpu_flags_.assign(latencies_.size(), 0);
   }
 
-  void on_frame(const void* data, size_t size, uint64_t arrival_ns) {
+  // `arrival_cpu`: the CPU the receiving thread ran on at arrival (sched_getcpu()).
+  void on_frame(const void* data, size_t size, uint64_t arrival_ns, int arrival_cpu) {
     FrameStamp stamp{};
     if (size < sizeof stamp) {
       ++foreign_;
@@ -68,7 +71,9 @@ class Recorder {
     last_sequence_ = stamp.sequence;
     ++received_;
     last_arrival_ns_ = arrival_ns;
-    record_latency(arrival_ns > stamp.publish_ns ? arrival_ns - stamp.publish_ns : 0);
+    const bool same_cpu = stamp.cpu >= 0 && stamp.cpu == arrival_cpu;
+    if (same_cpu) ++same_cpu_;
+    record_latency(arrival_ns > stamp.publish_ns ? arrival_ns - stamp.publish_ns : 0, same_cpu);
   }
 
   bool seen_any() const { return seen_any_; }
@@ -89,6 +94,9 @@ class Recorder {
     }
     Summary latency = summarize(
         std::vector<uint64_t>(latencies_.begin(), latencies_.begin() + static_cast<long>(stored())));
+    // The same latencies split by where the frame arrived: on the CPU it was stamped on, or another.
+    std::vector<uint64_t> on_same, on_other;
+    for (size_t i = 0; i < stored(); ++i) (same_cpu_flags_[i] ? on_same : on_other).push_back(latencies_[i]);
     latency.max = static_cast<double>(latency_max_);  // exact, even when only a sample is stored
     latency.mean = received_ ? static_cast<double>(latency_sum_) / static_cast<double>(received_) : 0;
     const uint64_t window = received_ ? end_arrival_ns_ - first_arrival_ns_ : 0;
@@ -105,6 +113,9 @@ class Recorder {
     line.fields["lat_p99_ns"] = format_number(latency.p99, 0);
     line.fields["lat_max_ns"] = format_number(latency.max, 0);
     line.fields["lat_mean_ns"] = format_number(latency.mean, 0);
+    line.fields["same_cpu"] = std::to_string(same_cpu_);
+    line.fields["lat_same_cpu_p50_ns"] = on_same.empty() ? "-1" : format_number(summarize(on_same).p50, 0);
+    line.fields["lat_other_cpu_p50_ns"] = on_other.empty() ? "-1" : format_number(summarize(on_other).p50, 0);
     line.fields["rss_kib"] = options_.sample_rss ? rss_.samples_text() : "-";
     return line;
   }
@@ -112,19 +123,23 @@ class Recorder {
  private:
   // Reservoir sampling (algorithm R) once the buffer is full: every latency has the same chance to be
   // kept, so the percentiles stay unbiased. Called with mutex_ held.
-  void record_latency(uint64_t latency) {
+  void record_latency(uint64_t latency, bool same_cpu) {
     latency_max_ = std::max(latency_max_, latency);
     latency_sum_ += latency;
     const uint64_t seen = latencies_seen_++;
     if (seen < latencies_.size()) {
       latencies_[seen] = latency;
+      same_cpu_flags_[seen] = same_cpu;
       return;
     }
     random_ ^= random_ << 13;  // xorshift64
     random_ ^= random_ >> 7;
     random_ ^= random_ << 17;
     const uint64_t slot = random_ % (seen + 1);
-    if (slot < latencies_.size()) latencies_[slot] = latency;
+    if (slot < latencies_.size()) {
+      latencies_[slot] = latency;
+      same_cpu_flags_[slot] = same_cpu;
+    }
   }
   size_t stored() const {
     return static_cast<size_t>(std::min<uint64_t>(latencies_seen_, latencies_.size()));
@@ -137,9 +152,11 @@ class Recorder {
   bool ended_ = false;                // the window is closed
   bool end_seen_ = false;             // ... by the end marker (not by STOP)
   uint64_t received_ = 0, skipped_ = 0, out_of_order_ = 0, last_sequence_ = 0;
+  uint64_t same_cpu_ = 0;  // frames that arrived on the CPU the publisher stamped them on
   uint64_t first_arrival_ns_ = 0, last_arrival_ns_ = 0, end_arrival_ns_ = 0;
   uint64_t cpu_start_ns_ = 0, cpu_end_ns_ = 0;
-  std::vector<uint64_t> latencies_;  // the first (or a uniform sample of) latencies_seen_ latencies
+  std::vector<uint64_t> latencies_;      // the first (or a uniform sample of) latencies_seen_ latencies
+  std::vector<uint8_t> same_cpu_flags_;  // per stored latency: 1 when it arrived on the stamping CPU
   uint64_t latencies_seen_ = 0, latency_max_ = 0, latency_sum_ = 0;
   uint64_t random_ = 0x9E3779B97F4A7C15ull;
   RssSampler rss_;
@@ -195,11 +212,12 @@ class GstInlet : public Inlet {
     callbacks.new_sample = [](GstAppSink* appsink, gpointer data) {
       GstSample* sample = gst_app_sink_pull_sample(appsink);
       const uint64_t arrival = now_ns();
+      const int arrival_cpu = sched_getcpu();
       if (sample == nullptr) return GST_FLOW_OK;
       GstBuffer* buffer = gst_sample_get_buffer(sample);
       FrameStamp stamp{};
       const gsize size = gst_buffer_extract(buffer, 0, &stamp, sizeof stamp);
-      static_cast<Recorder*>(data)->on_frame(&stamp, size, arrival);
+      static_cast<Recorder*>(data)->on_frame(&stamp, size, arrival, arrival_cpu);
       gst_sample_unref(sample);
       return GST_FLOW_OK;
     };
@@ -291,6 +309,7 @@ class LibInlet : public Inlet {
     while (!stopping_) {
       auto frame = client_.wait_next(100000000, copy ? shmx::ReadMode::Copy : shmx::ReadMode::Hold);
       const uint64_t arrival = now_ns();
+      const int arrival_cpu = sched_getcpu();
       if (!frame) {
         const shmx::Errc code = frame.code();
         if (code == shmx::Errc::Timeout || code == shmx::Errc::NoFrame || code == shmx::Errc::Interrupted)
@@ -300,7 +319,7 @@ class LibInlet : public Inlet {
         return;
       }
       shmx::TlvView data;
-      if (frame->stream_data(0, data)) recorder_.on_frame(data.value, data.length, arrival);
+      if (frame->stream_data(0, data)) recorder_.on_frame(data.value, data.length, arrival, arrival_cpu);
       if (frame->held) shmx::Client::release(frame->hold);
     }
   }

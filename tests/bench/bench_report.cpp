@@ -356,6 +356,30 @@ std::string render_report(const BenchRun& run, const std::vector<TargetCheck>& c
   }
 
   {
+    // Where the frames arrived: a receiver woken on a CPU other than the publisher's pays for waking
+    // that CPU, which the transport does not choose (the kernel does).
+    Table table({"transport", "frame", "rate", "received on the publisher's CPU", "p50 us there",
+                 "p50 us on another CPU"});
+    for (const CaseResult& result : run.cases) {
+      if (result.spec.section != Section::Latency || !result.ok()) continue;
+      const ReaderFigures& reader = result.readers.front();
+      const auto p50_or_dash = [](double ns) { return ns < 0 ? std::string("-") : us(ns); };
+      table.add({result.spec.transport->id +
+                     (result.spec.repeat ? " (run " + std::to_string(result.spec.repeat + 1) + ")" : ""),
+                 result.spec.format.label(), rate_label(result.spec.rate),
+                 percent(reader.received
+                             ? static_cast<double>(reader.same_cpu) / static_cast<double>(reader.received)
+                             : 0),
+                 p50_or_dash(reader.same_cpu_p50_ns), p50_or_dash(reader.other_cpu_p50_ns)});
+    }
+    if (!table.empty())
+      out << "### Where the frames arrived\n\n"
+          << "On the CPU the publisher stamped the frame on, or on another one, which the wake-up had to "
+             "reach (see the futex rows of the machine limits); p50 of each group.\n\n"
+          << table.render() << "\n";
+  }
+
+  {
     Table table({"transport", "frame", "received frames/s", "GB/s", "vs memcpy", "sent/s", "delivered",
                  "writer CPU us/frame", "reader CPU us/frame", "p50 us"});
     Notes notes;

@@ -17,8 +17,8 @@ struct MachineInfo {
   std::string gstreamer;
   std::string date;  // UTC, ISO 8601
   MemcpyResult memcpy;
-  FutexResult futex_gap;  // 1 ms between wake-ups (the reference of the targets)
-  FutexResult futex_hot;  // back to back
+  FutexResult futex_gap;         // 1 ms between wake-ups (the reference of the targets)
+  FutexResult futex_hot;         // back to back
   FutexResult futex_one_cpu;     // 1 ms gap, both processes on one CPU
   FutexResult futex_other_cpus;  // 1 ms gap, the woken process on another CPU, idle until the wake-up
 };
