@@ -230,10 +230,15 @@ std::vector<TargetCheck> check_targets(const BenchRun& run) {
       const auto eight = find_cases(run, Section::Scale, transport, format, 30, 8);
       if (one.empty() && eight.empty()) continue;
       const std::string what = std::string(transport) + " " + format.label() + " @30/s";
-      const double cpu1 = median_of(one, [](const CaseResult& r) { return r.writer_cpu_per_frame_ns; });
-      const double cpu8 = median_of(eight, [](const CaseResult& r) { return r.writer_cpu_per_frame_ns; });
+      const auto writer_cpu = [](const CaseResult& r) { return r.writer_cpu_per_frame_ns; };
+      const double cpu1 = median_of(one, writer_cpu);
+      const double cpu8 = median_of(eight, writer_cpu);
+      const std::string runs = eight.size() > 1 || one.size() > 1
+                                   ? " (medians of " + std::to_string(eight.size()) + " and " +
+                                         std::to_string(one.size()) + " runs)"
+                                   : "";
       add(what + ": writer CPU/frame with 8 readers <= 1.2x with 1", cpu8 / cpu1, 1.2, true,
-          us(cpu8) + " vs " + us(cpu1) + " us: " + times(cpu8 / cpu1));
+          us(cpu8) + " vs " + us(cpu1) + " us: " + times(cpu8 / cpu1) + runs);
       const double worst = median_of(eight, [](const CaseResult& r) {
         double lowest = 1;
         for (const ReaderFigures& reader : r.readers) lowest = std::min(lowest, reader.delivered);
@@ -415,8 +420,9 @@ std::string render_report(const BenchRun& run, const std::vector<TargetCheck>& c
     for (const CaseResult& result : run.cases) {
       if (result.spec.section != Section::Scale) continue;
       const CaseSpec& spec = result.spec;
-      std::vector<std::string> row = {spec.transport->id, spec.format.label(), rate_label(spec.rate),
-                                      std::to_string(spec.readers)};
+      std::vector<std::string> row = {
+          spec.transport->id + (spec.repeat ? " (run " + std::to_string(spec.repeat + 1) + ")" : ""),
+          spec.format.label(), rate_label(spec.rate), std::to_string(spec.readers)};
       if (!result.ok()) {
         row.push_back(notes.add(result));
         table.add(row);
