@@ -266,8 +266,8 @@ PushResult GstOutlet::push(const FrameStamp& stamp) {
   }
   // Stamped last, so that the latency covers exactly what the transport does with the frame.
   FrameStamp now = stamp;
+  now.cpu = sched_getcpu();  // before the publish stamp: not part of the measured latency
   now.publish_ns = now_ns();
-  now.cpu = sched_getcpu();
   gst_buffer_fill(buffer, 0, &now, sizeof now);
   const GstFlowReturn flow = push_buffer(buffer);
   if (flow != GST_FLOW_OK) {
@@ -371,8 +371,8 @@ class LibOutlet : public Outlet {
                                      shmx::kPayloadAlignment);
     if (!data) return fail(data.status());
     FrameStamp now = stamp;
+    now.cpu = sched_getcpu();  // before the publish stamp: not part of the measured latency
     now.publish_ns = now_ns();
-    now.cpu = sched_getcpu();
     std::memcpy(data.value(), &now, sizeof now);
     shmx::FrameInfo info;
     info.timestamp_ns = now.publish_ns;
