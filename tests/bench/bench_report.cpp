@@ -25,6 +25,11 @@ std::string percent(double ratio) { return format_number(ratio * 100.0, 1) + "%"
 std::string times(double ratio) { return format_number(ratio, 2) + "x"; }
 std::string rate_label(double rate) { return rate > 0 ? format_number(rate, 0) + "/s" : "max"; }
 
+// A table row's transport, with the run number for the repeats of a case.
+std::string run_label(const CaseSpec& spec) {
+  return spec.transport->id + (spec.repeat ? " (run " + std::to_string(spec.repeat + 1) + ")" : "");
+}
+
 // A Markdown table with padded columns (readable on a terminal too).
 class Table {
  public:
@@ -369,9 +374,7 @@ std::string render_report(const BenchRun& run, const std::vector<TargetCheck>& c
       if (result.spec.section != Section::Latency || !result.ok()) continue;
       const ReaderFigures& reader = result.readers.front();
       const auto p50_or_dash = [](double ns) { return ns < 0 ? std::string("-") : us(ns); };
-      table.add({result.spec.transport->id +
-                     (result.spec.repeat ? " (run " + std::to_string(result.spec.repeat + 1) + ")" : ""),
-                 result.spec.format.label(), rate_label(result.spec.rate),
+      table.add({run_label(result.spec), result.spec.format.label(), rate_label(result.spec.rate),
                  percent(reader.received
                              ? static_cast<double>(reader.same_cpu) / static_cast<double>(reader.received)
                              : 0),
@@ -420,9 +423,8 @@ std::string render_report(const BenchRun& run, const std::vector<TargetCheck>& c
     for (const CaseResult& result : run.cases) {
       if (result.spec.section != Section::Scale) continue;
       const CaseSpec& spec = result.spec;
-      std::vector<std::string> row = {
-          spec.transport->id + (spec.repeat ? " (run " + std::to_string(spec.repeat + 1) + ")" : ""),
-          spec.format.label(), rate_label(spec.rate), std::to_string(spec.readers)};
+      std::vector<std::string> row = {run_label(spec), spec.format.label(), rate_label(spec.rate),
+                                      std::to_string(spec.readers)};
       if (!result.ok()) {
         row.push_back(notes.add(result));
         table.add(row);
